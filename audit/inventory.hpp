@@ -1,0 +1,39 @@
+#pragma once
+// The VM inventory: which VM owns a private IP, so the audit trail says "web-01", not "10.0.1.4".
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "policy/ip_address.hpp"
+
+namespace egressgate::audit {
+
+class Inventory {
+public:
+    // Later entries for the same IP replace earlier ones ([[vm]] is applied after az_vm_list).
+    void add(const policy::IpAddress& ip, std::string vm_name);
+    // The VM name for an address (IPv4-mapped IPv6 is unmapped first), or nullopt.
+    std::optional<std::string_view> find(const policy::IpAddress& ip) const;
+    std::size_t size() const { return names_.size(); }
+
+private:
+    std::unordered_map<std::string, std::string> names_;  // canonical IP text -> VM name
+};
+
+struct VmAddress {
+    std::string name;
+    policy::IpAddress ip;
+};
+
+// Parses the JSON printed by `az vm list-ip-addresses -o json`:
+// [{"virtualMachine": {"name": "...", "network": {"privateIpAddresses": ["10.0.0.4"], ...}}}].
+// On malformed input returns an error message (what and where in the document) instead.
+struct AzVmListResult {
+    std::vector<VmAddress> vms;
+    std::string error;  // empty on success
+};
+AzVmListResult parse_az_vm_list(std::string_view json_text);
+
+}  // namespace egressgate::audit

@@ -1,0 +1,71 @@
+#pragma once
+// egressgate's configuration: TOML text -> validated, immutable Config. No sockets, no Asio.
+// Sessions hold a std::shared_ptr<const Config> for their whole life; reload swaps the pointer.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "audit/inventory.hpp"
+#include "policy/egress_policy.hpp"
+#include "policy/ip_address.hpp"
+
+namespace egressgate::config {
+
+// An address to listen on: "0.0.0.0:3128", "[::]:3128". Port 0 asks the kernel for one (tests).
+struct ListenAddress {
+    policy::IpAddress address;
+    std::uint16_t port = 0;
+    std::string to_string() const;
+};
+
+struct DnsSettings {
+    std::vector<ListenAddress> servers;  // empty: the system resolver; port defaults to 53
+    std::chrono::milliseconds timeout{5000};
+    // [dns.hosts]: static answers, normalised name -> addresses (a value is one address or a list)
+    std::unordered_map<std::string, std::vector<policy::IpAddress>> static_hosts;
+};
+
+struct Timeouts {
+    std::chrono::milliseconds header{10000};
+    std::chrono::milliseconds connect{10000};
+    std::chrono::milliseconds idle{300000};
+};
+
+struct Config {
+    std::vector<ListenAddress> listen;  // [proxy] listen, at least one
+    unsigned workers = 0;               // [proxy] workers; 0 = one per core
+    policy::ClientAllowList clients;    // [clients] allow, at least one prefix
+    policy::EgressPolicy egress{policy::EgressRules{}};
+    DnsSettings dns;
+    Timeouts timeouts;
+    std::string audit_path = "/var/log/egressgate/audit.jsonl";  // "-" = stdout
+    audit::Inventory inventory;         // [[vm]] plus [inventory] az_vm_list
+    ListenAddress admin_listen{*policy::IpAddress::parse("127.0.0.1"), 9090};
+};
+
+// One validation failure: where (key path and line:column in the file), what was there, and why.
+struct ConfigError {
+    std::string source;  // file path
+    std::string key;     // "egress.ports[1]", "dns.hosts.\"x.example\""
+    std::string value;   // the offending value as written (may be empty, e.g. a missing key)
+    int line = 0;
+    int column = 0;
+    std::string message;
+    // "FILE:LINE:COLUMN: KEY = VALUE: MESSAGE"
+    std::string to_string() const;
+};
+
+struct LoadResult {
+    std::shared_ptr<const Config> config;  // null when errors is not empty
+    std::vector<ConfigError> errors;
+};
+
+// Parses and validates. Reports every error it can find, not only the first; unknown keys are errors.
+LoadResult parse_config(std::string_view toml_text, std::string_view source_name);
+LoadResult load_config_file(const std::string& path);
+
+}  // namespace egressgate::config

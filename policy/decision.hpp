@@ -1,0 +1,36 @@
+#pragma once
+// Policy decisions as values: a verdict, a fixed reason string, and the rule that decided.
+// The same reason strings appear in HTTP responses, audit lines and tests.
+#include <string>
+#include <string_view>
+
+namespace egressgate::policy {
+
+enum class Verdict {
+    allow,
+    deny,
+    report,  // would be denied; allowed because [egress] mode = "report"
+};
+
+std::string_view to_string(Verdict v);  // "allow", "deny", "report"
+
+namespace reason {
+inline constexpr std::string_view host_allowed = "host_allowed";
+inline constexpr std::string_view address_allowed = "address_allowed";
+inline constexpr std::string_view invalid_host = "invalid_host";
+inline constexpr std::string_view host_not_allowed = "host_not_allowed";
+inline constexpr std::string_view port_not_allowed = "port_not_allowed";
+inline constexpr std::string_view ip_literal_not_allowed = "ip_literal_not_allowed";
+inline constexpr std::string_view destination_address_denied = "destination_address_denied";
+inline constexpr std::string_view client_denied = "client_denied";
+}  // namespace reason
+
+struct Decision {
+    Verdict verdict = Verdict::deny;
+    std::string_view reason;  // one of policy::reason
+    std::string rule;         // what decided: "catalog:azure-backup *.blob.core.windows.net", "imds", ...
+
+    bool permits() const { return verdict != Verdict::deny; }
+};
+
+}  // namespace egressgate::policy

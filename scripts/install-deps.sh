@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs egressgate's build and test dependencies from Debian 12 packages.
+# Idempotent: packages already present are left as they are.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libboost-dev libssl-dev
+  node-llhttp libtomlplusplus-dev libspdlog-dev libfmt-dev
+  nlohmann-json3-dev libc-ares-dev catch2
+  # integration tests drive the real binary with real clients
+  curl openssl python3 iproute2 util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
