@@ -1,0 +1,80 @@
+#include "policy/egress_policy.hpp"
+
+#include <algorithm>
+
+namespace egressgate::policy {
+namespace {
+
+// Rule names for decisions that no single pattern or prefix made.
+constexpr std::string_view kRulePorts = "egress.ports";
+constexpr std::string_view kRuleHosts = "egress.hosts";
+constexpr std::string_view kRuleAllowAddresses = "egress.allow_addresses";
+constexpr std::string_view kRuleHostSyntax = "host_syntax";
+constexpr std::string_view kRulePublic = "public";
+constexpr std::string_view kAllowAddressesPrefix = "allow_addresses:";
+
+Decision allow(std::string_view why, std::string rule) {
+    return Decision{Verdict::allow, why, std::move(rule)};
+}
+
+Decision deny(std::string_view why, std::string_view rule) {
+    return Decision{Verdict::deny, why, std::string(rule)};
+}
+
+Decision address_exemption(const Cidr& cidr) {
+    return allow(reason::address_allowed, std::string(kAllowAddressesPrefix) + cidr.to_string());
+}
+
+// Target is a plain struct that other layers fill in: an IP literal may arrive without literal set.
+std::optional<IpAddress> literal_of(const Target& target) {
+    if (target.literal) return target.literal;
+    return IpAddress::parse(target.host);
+}
+
+}  // namespace
+
+std::string_view to_string(Verdict v) {
+    switch (v) {
+        case Verdict::allow: return "allow";
+        case Verdict::deny: return "deny";
+        case Verdict::report: return "report";
+    }
+    return "deny";
+}
+
+Decision EgressPolicy::decide(const Target& target) const {
+    const auto literal = literal_of(target);
+    // Re-validated here rather than trusted: the host may come from a Host header or SNI.
+    const auto name = literal ? std::nullopt : normalize_host(target.host);
+    // An invalid host is checked first and never reported: report mode must not let it through.
+    if (!literal && !name) return deny(reason::invalid_host, kRuleHostSyntax);
+
+    Decision d = [&] {
+        const auto& ports = rules_.ports;
+        if (std::find(ports.begin(), ports.end(), target.port) == ports.end()) {
+            return deny(reason::port_not_allowed, kRulePorts);
+        }
+        if (literal) {
+            if (const Cidr* cidr = rules_.allow_addresses.find(*literal)) {
+                return address_exemption(*cidr);
+            }
+            return deny(reason::ip_literal_not_allowed, kRuleAllowAddresses);
+        }
+        if (const auto match = rules_.hosts.find(*name)) {
+            return allow(reason::host_allowed, match->origin + " " + match->pattern);
+        }
+        return deny(reason::host_not_allowed, kRuleHosts);
+    }();
+    if (d.verdict == Verdict::deny && rules_.mode == EgressMode::report) d.verdict = Verdict::report;
+    return d;
+}
+
+Decision EgressPolicy::check_address(const IpAddress& address) const {
+    if (const Cidr* cidr = rules_.allow_addresses.find(address)) return address_exemption(*cidr);
+    const AddressClass c = classify_address(address);
+    if (c == AddressClass::public_unicast) return allow(reason::address_allowed, std::string(kRulePublic));
+    // Never Verdict::report: in report mode too, IMDS and WireServer would answer as the proxy VM.
+    return deny(reason::destination_address_denied, to_string(c));
+}
+
+}  // namespace egressgate::policy

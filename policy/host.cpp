@@ -1,0 +1,160 @@
+#include "policy/host.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+namespace egressgate::policy {
+namespace {
+
+constexpr std::size_t kMaxPortDigits = 5;
+constexpr unsigned kMaxPort = 65535;
+constexpr std::string_view kWildcardPrefix = "*.";
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_lower_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z'); }
+bool is_hex_digit(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
+
+char to_lower_ascii(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool is_valid_label(std::string_view label) {
+    if (label.empty() || label.size() > kMaxLabelLength) return false;
+    if (label.front() == '-' || label.back() == '-') return false;
+    return std::all_of(label.begin(), label.end(),
+                       [](char c) { return is_lower_alnum(c) || c == '-'; });
+}
+
+// "127.1", "010.0.0.1", "0x7f000001": the resolver's inet_aton reads these as IPv4 addresses.
+// No top-level domain is numeric, so a name whose last label looks like a number is refused
+// rather than resolved to an address the policy never saw.
+bool last_label_is_numeric(std::string_view name) {
+    const auto dot = name.rfind('.');
+    const auto label = dot == std::string_view::npos ? name : name.substr(dot + 1);
+    if (std::all_of(label.begin(), label.end(), is_digit)) return true;
+    const bool hex = label.size() > 2 && label.substr(0, 2) == "0x" &&
+                     std::all_of(label.begin() + 2, label.end(), is_hex_digit);
+    return hex;
+}
+
+bool all_labels_valid(std::string_view name) {
+    while (true) {
+        const auto dot = name.find('.');
+        if (!is_valid_label(name.substr(0, dot))) return false;
+        if (dot == std::string_view::npos) return true;
+        name.remove_prefix(dot + 1);
+    }
+}
+
+// 1..65535, digits only, no sign and no leading zero.
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+    if (text.empty() || text.size() > kMaxPortDigits) return std::nullopt;
+    if (!std::all_of(text.begin(), text.end(), is_digit) || text.front() == '0') {
+        return std::nullopt;
+    }
+    unsigned value = 0;
+    std::from_chars(text.data(), text.data() + text.size(), value);
+    if (value > kMaxPort) return std::nullopt;
+    return static_cast<std::uint16_t>(value);
+}
+
+std::optional<Target> literal_target(const IpAddress& address, std::uint16_t port) {
+    return Target{address.to_string(), port, address};
+}
+
+// "[v6]" or "[v6]:port". Anything in brackets that is not IPv6 is refused.
+std::optional<Target> parse_bracketed(std::string_view authority, std::uint16_t default_port) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    const auto address = IpAddress::parse(authority.substr(1, close - 1));
+    if (!address || address->is_v4()) return std::nullopt;
+    const auto rest = authority.substr(close + 1);
+    if (rest.empty()) {
+        if (default_port == 0) return std::nullopt;
+        return literal_target(*address, default_port);
+    }
+    if (rest.front() != ':') return std::nullopt;
+    const auto port = parse_port(rest.substr(1));
+    if (!port) return std::nullopt;
+    return literal_target(*address, *port);
+}
+
+}  // namespace
+
+std::optional<std::string> normalize_host(std::string_view host) {
+    std::string name(host);
+    std::transform(name.begin(), name.end(), name.begin(), to_lower_ascii);
+    if (!name.empty() && name.back() == '.') name.pop_back();  // the root label, once
+    if (name.empty() || name.size() > kMaxHostNameLength) return std::nullopt;
+    if (!all_labels_valid(name) || last_label_is_numeric(name)) return std::nullopt;
+    return name;
+}
+
+std::optional<Target> parse_authority(std::string_view authority, std::uint16_t default_port) {
+    // Userinfo has no place in a proxy target, and "host:443@evil" reads differently to different
+    // parsers: refuse any '@' outright.
+    if (authority.find('@') != std::string_view::npos) return std::nullopt;
+    if (!authority.empty() && authority.front() == '[') {
+        return parse_bracketed(authority, default_port);
+    }
+    const auto colon = authority.find(':');
+    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) {
+        return std::nullopt;  // unbracketed IPv6: where the port starts is ambiguous
+    }
+    std::uint16_t port = default_port;
+    if (colon != std::string_view::npos) {
+        const auto parsed = parse_port(authority.substr(colon + 1));
+        if (!parsed) return std::nullopt;
+        port = *parsed;
+    }
+    if (port == 0) return std::nullopt;
+    const auto host = authority.substr(0, colon);
+    if (const auto address = IpAddress::parse(host)) return literal_target(*address, port);
+    auto name = normalize_host(host);
+    if (!name) return std::nullopt;
+    return Target{std::move(*name), port, std::nullopt};
+}
+
+std::optional<HostPattern> HostPattern::parse(std::string_view text) {
+    HostPattern pattern;
+    if (text.starts_with(kWildcardPrefix)) {
+        pattern.wildcard_ = true;
+        text.remove_prefix(kWildcardPrefix.size());
+    }
+    // normalize_host refuses any other '*', so "*", "*.", "a.*.b", "**.x" and "*x.com" fail here.
+    auto name = normalize_host(text);
+    if (!name) return std::nullopt;
+    pattern.name_ = std::move(*name);
+    return pattern;
+}
+
+bool HostPattern::matches(std::string_view normalized_host) const {
+    if (!wildcard_) return normalized_host == name_;
+    // Strictly below the suffix: at least one label, then a dot, then the suffix.
+    return normalized_host.size() > name_.size() + 1 && normalized_host.ends_with(name_) &&
+           normalized_host[normalized_host.size() - name_.size() - 1] == '.';
+}
+
+void HostPatternSet::add(const HostPattern& pattern, std::string origin) {
+    // The first origin to name a pattern keeps it, so audit rules do not depend on later entries.
+    auto& map = pattern.is_wildcard() ? suffixes_ : exact_;
+    map.try_emplace(pattern.suffix(), std::move(origin));
+}
+
+std::optional<HostPatternSet::Match> HostPatternSet::find(std::string_view normalized_host) const {
+    if (const auto it = exact_.find(std::string(normalized_host)); it != exact_.end()) {
+        return Match{it->first, it->second};
+    }
+    // Each proper suffix after a label boundary, longest (most specific) first; never the whole
+    // name, because "*.x" does not match "x".
+    for (auto dot = normalized_host.find('.'); dot != std::string_view::npos;
+         dot = normalized_host.find('.', dot + 1)) {
+        const std::string suffix(normalized_host.substr(dot + 1));
+        if (const auto it = suffixes_.find(suffix); it != suffixes_.end()) {
+            return Match{std::string(kWildcardPrefix) + it->first, it->second};
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace egressgate::policy

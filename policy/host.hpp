@@ -18,7 +18,9 @@ inline constexpr std::size_t kMaxLabelLength = 63;
 // Lower-cases, removes one trailing dot, and validates a DNS name: labels of letters, digits and
 // '-', 1..63 bytes, not starting or ending with '-', total at most 253. Non-ASCII is refused: IDNs
 // must arrive as punycode ("xn--..."). Returns nullopt for anything else (empty labels, '%', '@',
-// NUL, spaces, "a..b", "..", a second trailing dot).
+// NUL, spaces, "a..b", "..", a second trailing dot). A name whose last label is numeric ("127.1",
+// "0x7f000001", "1.2.3.4") is refused too: no TLD is numeric, and the resolver would read it as an
+// IPv4 address that the policy never saw.
 std::optional<std::string> normalize_host(std::string_view host);
 
 // What a request asks to reach. literal is set when the host is an IP literal; host then holds

@@ -37,6 +37,7 @@ class Cidr {
 public:
     // Rejects host bits set below the prefix ("10.0.0.1/16") so that a typo cannot widen a rule.
     static std::optional<Cidr> parse(std::string_view text);
+    // Throws std::invalid_argument for a prefix length outside 0..32 (v4) or 0..128 (v6).
     Cidr(IpAddress network, int prefix_length);
 
     bool contains(const IpAddress& address) const;  // families must match
