@@ -13,6 +13,7 @@ namespace egressgate::audit {
 class Inventory {
 public:
     // Later entries for the same IP replace earlier ones ([[vm]] is applied after az_vm_list).
+    // IPv4-mapped IPv6 is unmapped here too, so both forms name the same VM.
     void add(const policy::IpAddress& ip, std::string vm_name);
     // The VM name for an address (IPv4-mapped IPv6 is unmapped first), or nullopt.
     std::optional<std::string_view> find(const policy::IpAddress& ip) const;
@@ -29,7 +30,9 @@ struct VmAddress {
 
 // Parses the JSON printed by `az vm list-ip-addresses -o json`:
 // [{"virtualMachine": {"name": "...", "network": {"privateIpAddresses": ["10.0.0.4"], ...}}}].
-// On malformed input returns an error message (what and where in the document) instead.
+// Other fields (resourceGroup, publicIpAddresses, whatever newer az versions add) are ignored.
+// On malformed input returns an error message (what and where in the document, e.g.
+// "[2].virtualMachine.network.privateIpAddresses[0]: \"10.0.0.x\" is not an IP address") and no vms.
 struct AzVmListResult {
     std::vector<VmAddress> vms;
     std::string error;  // empty on success

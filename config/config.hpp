@@ -50,12 +50,16 @@ struct Config {
 // One validation failure: where (key path and line:column in the file), what was there, and why.
 struct ConfigError {
     std::string source;  // file path
-    std::string key;     // "egress.ports[1]", "dns.hosts.\"x.example\""
-    std::string value;   // the offending value as written (may be empty, e.g. a missing key)
-    int line = 0;
-    int column = 0;
+    std::string key;     // "egress.ports[1]", "dns.hosts.\"x.example\""; empty for TOML syntax errors
+    // The offending value as written: strings in double quotes ("\"10.0.0.1/16\""), numbers bare
+    // ("70000"), arrays as "[...]", long values cut after 80 characters. Empty for a missing key
+    // and for tables.
+    std::string value;
+    int line = 0;    // 1-based; a required key missing from the whole file is reported at 1:1
+    int column = 0;  // 0:0 only when the file could not be read at all
     std::string message;
-    // "FILE:LINE:COLUMN: KEY = VALUE: MESSAGE"
+    // "FILE:LINE:COLUMN: KEY = VALUE: MESSAGE"; " = VALUE" is left out when value is empty,
+    // "KEY: " when key is empty (syntax errors), ":LINE:COLUMN" when line is 0 (unreadable file).
     std::string to_string() const;
 };
 
@@ -64,8 +68,13 @@ struct LoadResult {
     std::vector<ConfigError> errors;
 };
 
-// Parses and validates. Reports every error it can find, not only the first; unknown keys are errors.
+// Parses and validates. Reports every error it can find, not only the first, sorted by position;
+// unknown keys and wrong types are errors. [clients] allow is required (no open-proxy default).
+// source_name is the file path: a relative [inventory] az_vm_list is resolved against its
+// directory (TOML has no include base), so a config works whatever the working directory.
+// [inventory] az_vm_list is read here; [[vm]] entries are applied after it and win.
 LoadResult parse_config(std::string_view toml_text, std::string_view source_name);
+// Reads the file, then parse_config(). An unreadable file is one error naming the path.
 LoadResult load_config_file(const std::string& path);
 
 }  // namespace egressgate::config
