@@ -1,0 +1,86 @@
+// The canonical audit line: every field present, under its constant name, and unforgeable.
+#include <catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "audit/audit_record.hpp"
+#include "audit/fields.hpp"
+
+using egressgate::audit::Record;
+namespace field = egressgate::audit::field;
+
+namespace {
+Record sample() {
+    Record r;
+    r.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000123));
+    r.connection_id = 42;
+    r.vm = "web-01";
+    r.client_ip = "10.0.1.4";
+    r.client_port = 50123;
+    r.method = "CONNECT";
+    r.host = "x.blob.core.windows.net";
+    r.port = 443;
+    r.resolved = "20.60.1.1";
+    r.decision = "allow";
+    r.reason = "host_allowed";
+    r.rule = "catalog:azure-backup *.blob.core.windows.net";
+    r.status = 200;
+    r.bytes_up = 5000000000ULL;
+    r.bytes_down = 7;
+    r.connect_ms = 12;
+    r.duration_ms = 3456;
+    r.close_reason = egressgate::audit::close_reason::completed;
+    return r;
+}
+}  // namespace
+
+TEST_CASE("an audit line is one JSON object with every field", "[audit]") {
+    const std::string line = egressgate::audit::format_line(sample());
+    REQUIRE(line.back() == '\n');
+    CHECK(line.find('\n') == line.size() - 1);
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j[std::string(field::time)] == "2023-11-14T22:13:20.123Z");
+    CHECK(j[std::string(field::connection_id)] == 42);
+    CHECK(j[std::string(field::vm)] == "web-01");
+    CHECK(j[std::string(field::client_ip)] == "10.0.1.4");
+    CHECK(j[std::string(field::client_port)] == 50123);
+    CHECK(j[std::string(field::method)] == "CONNECT");
+    CHECK(j[std::string(field::host)] == "x.blob.core.windows.net");
+    CHECK(j[std::string(field::port)] == 443);
+    CHECK(j[std::string(field::resolved)] == "20.60.1.1");
+    CHECK(j[std::string(field::decision)] == "allow");
+    CHECK(j[std::string(field::reason)] == "host_allowed");
+    CHECK(j[std::string(field::rule)] == "catalog:azure-backup *.blob.core.windows.net");
+    CHECK(j[std::string(field::status)] == 200);
+    CHECK(j[std::string(field::bytes_up)] == 5000000000ULL);
+    CHECK(j[std::string(field::bytes_down)] == 7);
+    CHECK(j[std::string(field::connect_ms)] == 12);
+    CHECK(j[std::string(field::duration_ms)] == 3456);
+    CHECK(j[std::string(field::close_reason)] == "completed");
+    CHECK(j.size() == 18);
+}
+
+TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]") {
+    struct Case {
+        const char* name;
+        std::string host;
+    };
+    const Case cases[] = {
+        {"newline", "a\nb"},
+        {"forged field", "x\",\"decision\":\"allow"},
+        {"control bytes", std::string("a\0b\x01\x1f\x7f", 6)},
+        {"backslash", "a\\\"b"},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            Record r = sample();
+            r.decision = "deny";
+            r.host = c.host;
+            const std::string line = egressgate::audit::format_line(r);
+            CHECK(line.find('\n') == line.size() - 1);
+            const auto j = nlohmann::json::parse(line);
+            CHECK(j["host"] == c.host);
+            CHECK(j["decision"] == "deny");
+        }
+    }
+}

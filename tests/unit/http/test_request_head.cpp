@@ -1,0 +1,155 @@
+// The request head parser: what llhttp accepts, where the head ends, and the named limits.
+#include <catch.hpp>
+
+#include <string>
+
+#include "proxy/request_head.hpp"
+#include "proxy/responses.hpp"
+
+using egressgate::http::HeadError;
+using egressgate::http::RequestHeadParser;
+using Status = RequestHeadParser::Status;
+
+TEST_CASE("CONNECT heads clients send are parsed", "[http]") {
+    struct Case {
+        const char* name;
+        std::string bytes;
+        std::string target;
+        int minor;
+        const char* host_header;  // nullptr: none
+    };
+    const Case cases[] = {
+        {"python 3.11 http.client: HTTP/1.0, no Host", "CONNECT x.blob.core.windows.net:443 HTTP/1.0\r\n\r\n",
+         "x.blob.core.windows.net:443", 0, nullptr},
+        {"python 3.12 and curl: HTTP/1.1 with Host",
+         "CONNECT x.blob.core.windows.net:443 HTTP/1.1\r\nHost: x.blob.core.windows.net:443\r\n\r\n",
+         "x.blob.core.windows.net:443", 1, "x.blob.core.windows.net:443"},
+        {"windows: proxy headers", "CONNECT a.b:443 HTTP/1.1\r\nHost: a.b:443\r\nProxy-Connection: keep-alive\r\n\r\n",
+         "a.b:443", 1, "a.b:443"},
+        {"bracketed IPv6 authority", "CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n", "[2001:db8::1]:443", 1, nullptr},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            RequestHeadParser parser;
+            REQUIRE(parser.feed(c.bytes) == Status::complete);
+            CHECK(parser.head().is_connect());
+            CHECK(parser.head().target == c.target);
+            CHECK(parser.head().version_minor == c.minor);
+            CHECK(parser.consumed_in_last_feed() == c.bytes.size());
+            if (c.host_header) {
+                CHECK(parser.head().header("host") == std::string_view(c.host_header));
+            } else {
+                CHECK_FALSE(parser.head().header("Host"));
+            }
+        }
+    }
+}
+
+TEST_CASE("bytes behind the head are left for the tunnel", "[http]") {
+    const std::string head = "CONNECT a.blob.core.windows.net:443 HTTP/1.1\r\n\r\n";
+    const std::string hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 9);
+    RequestHeadParser parser;
+    REQUIRE(parser.feed(head + hello) == Status::complete);
+    CHECK(parser.consumed_in_last_feed() == head.size());
+}
+
+TEST_CASE("a head split across reads completes at its end", "[http]") {
+    const std::string head = "CONNECT a.blob.core.windows.net:443 HTTP/1.1\r\nHost: a.blob.core.windows.net:443\r\n\r\nXY";
+    RequestHeadParser parser;
+    Status status = Status::need_more;
+    std::size_t fed = 0;
+    for (; fed < head.size() && status == Status::need_more; ++fed) status = parser.feed(head.substr(fed, 1));
+    REQUIRE(status == Status::complete);
+    CHECK(fed == head.size() - 2);  // stopped at the byte that ended the head
+    CHECK(parser.consumed_in_last_feed() == 1);
+    CHECK(parser.head().header("host") == std::string_view("a.blob.core.windows.net:443"));
+}
+
+TEST_CASE("a header value split across reads is not mistaken for line folding", "[http]") {
+    const std::string head = "CONNECT a.b:443 HTTP/1.1\r\nUser-Agent: curl/7.88 extra words\r\n\r\n";
+    for (std::size_t split = 1; split < head.size(); ++split) {
+        INFO("split at " << split);
+        RequestHeadParser parser;
+        Status status = parser.feed(head.substr(0, split));
+        if (status == Status::need_more) status = parser.feed(head.substr(split));
+        REQUIRE(status == Status::complete);
+        CHECK(parser.head().header("user-agent") == std::string_view("curl/7.88 extra words"));
+    }
+}
+
+TEST_CASE("line folding is refused wherever the reads split it", "[http]") {
+    const std::string head = "CONNECT a.b:443 HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
+    for (std::size_t split = 1; split < head.size(); ++split) {
+        INFO("split at " << split);
+        RequestHeadParser parser;
+        Status status = parser.feed(head.substr(0, split));
+        if (status == Status::need_more) status = parser.feed(head.substr(split));
+        CHECK(status == Status::error);
+    }
+}
+
+TEST_CASE("malformed heads are refused", "[http]") {
+    struct Case {
+        const char* name;
+        std::string bytes;
+    };
+    const Case cases[] = {
+        {"not HTTP", "\x16\x03\x01\x00\x05hello\r\n\r\n"},
+        {"unknown method", "BREW pot:443 HTTP/1.1\r\n\r\n"},
+        {"space in header name", "CONNECT a:443 HTTP/1.1\r\nBad Name: x\r\n\r\n"},
+        {"NUL in header value", std::string("CONNECT a:443 HTTP/1.1\r\nX: a") + '\0' + "b\r\n\r\n"},
+        {"obsolete line folding", "CONNECT a:443 HTTP/1.1\r\nX: a\r\n b\r\n\r\n"},
+        {"bad version", "CONNECT a:443 HTTP/2.7\r\n\r\n"},
+        {"bare LF inside the request line", "CONNECT a:443\nHTTP/1.1\r\n\r\n"},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            RequestHeadParser parser;
+            CHECK(parser.feed(c.bytes) == Status::error);
+            CHECK(parser.error() == HeadError::malformed);
+            CHECK_FALSE(parser.error_detail().empty());
+        }
+    }
+}
+
+TEST_CASE("heads over the named limits are refused as too large", "[http]") {
+    SECTION("bytes") {
+        RequestHeadParser parser;
+        const std::string line = "X-Filler: " + std::string(1000, 'a') + "\r\n";
+        Status status = parser.feed("CONNECT a.b:443 HTTP/1.1\r\n");
+        for (int i = 0; i < 20 && status == Status::need_more; ++i) status = parser.feed(line);
+        CHECK(status == Status::error);
+        CHECK(parser.error() == HeadError::too_large);
+    }
+    SECTION("header count") {
+        std::string head = "CONNECT a.b:443 HTTP/1.1\r\n";
+        for (std::size_t i = 0; i <= egressgate::http::kMaxHeaderCount; ++i) head += "X: y\r\n";
+        RequestHeadParser parser;
+        CHECK(parser.feed(head + "\r\n") == Status::error);
+        CHECK(parser.error() == HeadError::too_large);
+    }
+}
+
+TEST_CASE("every failure maps to one status and carries its reason", "[http]") {
+    using egressgate::http::Failure;
+    struct Case {
+        Failure failure;
+        int status;
+    };
+    const Case cases[] = {
+        {Failure::malformed_request, 400}, {Failure::invalid_target, 400}, {Failure::method_not_allowed, 405},
+        {Failure::head_too_large, 431},    {Failure::denied, 403},         {Failure::resolve_failed, 502},
+        {Failure::connect_failed, 502},    {Failure::resolve_timeout, 504}, {Failure::connect_timeout, 504},
+    };
+    for (const auto& c : cases) {
+        INFO("status " << c.status);
+        CHECK(egressgate::http::status_for(c.failure) == c.status);
+        const std::string response = egressgate::http::render_rejection(c.failure, "some_reason", "rule\r\nX: y");
+        CHECK(response.rfind("HTTP/1.1 " + std::to_string(c.status) + " ", 0) == 0);
+        CHECK(response.find("\r\nX-Egressgate-Reason: some_reason\r\n") != std::string::npos);
+        CHECK(response.find("rule??X: y") != std::string::npos);  // no header injection through detail
+        const auto body_at = response.find("\r\n\r\n") + 4;
+        const auto length_at = response.find("Content-Length: ") + 16;
+        CHECK(std::stoul(response.substr(length_at)) == response.size() - body_at);
+    }
+}
