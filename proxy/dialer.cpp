@@ -1,0 +1,62 @@
+#include "proxy/dialer.hpp"
+
+#include <algorithm>
+
+namespace egressgate::proxy {
+
+asio::ip::address to_asio(const policy::IpAddress& address) {
+    const auto& b = address.bytes();
+    if (address.is_v4()) return asio::ip::address_v4({b[0], b[1], b[2], b[3]});
+    return asio::ip::address_v6(b);
+}
+
+policy::IpAddress from_asio(const asio::ip::address& address) {
+    if (address.is_v4()) return policy::IpAddress::v4(address.to_v4().to_bytes());
+    return policy::IpAddress::v6(address.to_v6().to_bytes());
+}
+
+awaitable<std::optional<std::vector<policy::IpAddress>>> Dialer::resolve(const config::Config& config,
+                                                                         const policy::Target& target) {
+    if (target.literal) co_return std::vector{*target.literal};
+    if (auto pinned = config.dns.static_hosts.find(target.host); pinned != config.dns.static_hosts.end()) {
+        co_return pinned->second;
+    }
+    error_code ec;
+    auto results = co_await resolver_.async_resolve(target.host, std::to_string(target.port),
+                                                    tcp::resolver::numeric_service, with_error(ec));
+    if (ec) co_return std::nullopt;
+    std::vector<policy::IpAddress> addresses;
+    for (const auto& entry : results) {
+        auto address = from_asio(entry.endpoint().address());
+        if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) addresses.push_back(address);
+    }
+    co_return addresses;
+}
+
+awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy,
+                                         const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
+                                         tcp::socket& upstream) {
+    ConnectResult result;
+    for (const auto& address : addresses) {
+        result.address = address.to_string();
+        auto verdict = policy.check_address(address);
+        if (!verdict.permits()) {
+            result.refusal = std::move(verdict);
+            continue;
+        }
+        result.any_permitted = true;
+        error_code ec;
+        upstream.open(address.is_v4() ? tcp::v4() : tcp::v6(), ec);
+        if (!ec) co_await upstream.async_connect(tcp::endpoint(to_asio(address), port), with_error(ec));
+        if (!ec) {
+            upstream.set_option(tcp::no_delay(true), ec);
+            result.connected = true;
+            co_return result;
+        }
+        if (!upstream.is_open()) co_return result;  // the deadline closed it: stop trying
+        upstream.close(ec);
+    }
+    co_return result;
+}
+
+}  // namespace egressgate::proxy

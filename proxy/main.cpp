@@ -1,0 +1,100 @@
+// egressgate: the egress gateway of an Azure virtual network's proxy VM.
+#include <cstdlib>
+#include <iostream>
+#include <string_view>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "config/config.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/audit_writer.hpp"
+#include "proxy/server.hpp"
+
+namespace {
+
+using namespace egressgate;
+
+constexpr std::string_view kUsage =
+    "usage: egressgate --config FILE       run the proxy\n"
+    "       egressgate --check-config FILE validate FILE, print every error, exit 0 or 1\n";
+
+struct Options {
+    std::string config_path;
+    bool check_only = false;
+};
+
+std::optional<Options> parse_options(int argc, char** argv) {
+    if (argc != 3) return std::nullopt;
+    const std::string_view flag = argv[1];
+    if (flag != "--config" && flag != "--check-config") return std::nullopt;
+    return Options{argv[2], flag == "--check-config"};
+}
+
+config::LoadResult load(const std::string& path) {
+    auto result = config::load_config_file(path);
+    for (const auto& error : result.errors) std::cerr << error.to_string() << '\n';
+    return result;
+}
+
+// SIGHUP re-reads the config for new connections; open tunnels keep theirs.
+void reload(const std::string& path, proxy::ConfigHolder& holder) {
+    auto result = load(path);
+    if (!result.config) {
+        spdlog::error("reload: {} has {} error(s); keeping the running config", path, result.errors.size());
+        return;
+    }
+    if (result.config->listen.size() != holder.current()->listen.size()) {
+        spdlog::warn("reload: proxy.listen changes take effect on restart only");
+    }
+    holder.replace(std::move(result.config));
+    spdlog::info("reload: {} applied to new connections", path);
+}
+
+int serve(const Options& options, std::shared_ptr<const config::Config> config) {
+    proxy::ConfigHolder holder(std::move(config));
+    proxy::AuditWriter audit(holder.current()->audit_path);
+    proxy::Server server(holder, audit);
+    proxy::asio::io_context signals_io(1);
+    proxy::asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
+    std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
+        if (ec) return;
+        if (signal == SIGHUP) {
+            reload(options.config_path, holder);
+            signals.async_wait(on_signal);
+            return;
+        }
+        spdlog::info("stopping: draining open connections for up to {}s", proxy::kShutdownDrainTimeout.count());
+    };
+    signals.async_wait(on_signal);
+    server.run();
+    signals_io.run();  // returns after SIGINT or SIGTERM
+    server.stop(proxy::kShutdownDrainTimeout);
+    audit.stop();
+    if (auto dropped = audit.dropped_lines()) spdlog::error("{} audit lines were dropped: the writer fell behind", dropped);
+    spdlog::info("stopped");
+    return EXIT_SUCCESS;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("egressgate"));
+    const auto options = parse_options(argc, argv);
+    if (!options) {
+        std::cerr << kUsage;
+        return 2;
+    }
+    auto result = load(options->config_path);
+    if (!result.config) return EXIT_FAILURE;
+    if (options->check_only) {
+        std::cout << options->config_path << ": ok\n";
+        return EXIT_SUCCESS;
+    }
+    try {
+        return serve(*options, std::move(result.config));
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return EXIT_FAILURE;
+    }
+}

@@ -1,0 +1,134 @@
+#include "proxy/server.hpp"
+
+#include <boost/asio/detail/socket_option.hpp>
+#include <spdlog/spdlog.h>
+
+#include "audit/audit_record.hpp"
+#include "proxy/audit_writer.hpp"
+
+namespace egressgate::proxy {
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+struct Server::Worker {
+    explicit Worker(AuditWriter& audit) : io(1), context{audit, {}, {}} {}
+    asio::io_context io;
+    std::vector<tcp::acceptor> acceptors;
+    WorkerContext context;
+    std::thread thread;
+};
+
+namespace {
+
+tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
+    tcp::acceptor acceptor(io);
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.set_option(reuse_port(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(asio::socket_base::max_listen_connections);
+    return acceptor;
+}
+
+std::string to_string(const tcp::endpoint& endpoint) {
+    const auto address = endpoint.address().to_string();
+    return endpoint.address().is_v6() ? "[" + address + "]:" + std::to_string(endpoint.port())
+                                      : address + ":" + std::to_string(endpoint.port());
+}
+
+}  // namespace
+
+Server::Server(ConfigHolder& config, AuditWriter& audit) : config_(config), audit_(audit) {
+    const auto cfg = config_.current();
+    const unsigned count = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(audit_));
+    bind_listeners();
+}
+
+Server::~Server() { stop(std::chrono::seconds(0)); }
+
+// The first worker binds (port 0 gets its port here); the others join the same port.
+void Server::bind_listeners() {
+    for (const auto& listen : config_.current()->listen) {
+        tcp::endpoint endpoint(to_asio(listen.address), listen.port);
+        for (auto& worker : workers_) {
+            worker->acceptors.push_back(open_acceptor(worker->io, endpoint));
+            endpoint = worker->acceptors.back().local_endpoint();
+        }
+        spdlog::info("listening on {} ({} workers)", to_string(endpoint), workers_.size());
+    }
+}
+
+void Server::run() {
+    for (auto& worker : workers_) {
+        for (auto& acceptor : worker->acceptors) {
+            asio::co_spawn(worker->io, accept_loop(*worker, acceptor), asio::detached);
+        }
+        worker->thread = std::thread([&io = worker->io] { io.run(); });
+    }
+}
+
+awaitable<void> Server::accept_loop(Worker& worker, tcp::acceptor& acceptor) {
+    while (acceptor.is_open()) {
+        error_code ec;
+        tcp::socket client = co_await acceptor.async_accept(with_error(ec));
+        if (ec == asio::error::operation_aborted) break;
+        if (ec) {
+            // Out of descriptors or a connection reset before accept: keep serving the others.
+            spdlog::warn("accept failed: {}", ec.message());
+            continue;
+        }
+        accept_client(worker, std::move(client));
+    }
+}
+
+// Clients outside [clients] allow are closed before a single byte is read from them.
+void Server::accept_client(Worker& worker, tcp::socket client) {
+    error_code ec;
+    const auto peer = client.remote_endpoint(ec);
+    if (ec) return;
+    auto config = config_.current();
+    auto record = accepted_record(*config, peer, next_connection_id_++);
+    if (!config->clients.contains(from_asio(peer.address()))) {
+        client.close(ec);
+        record.time = std::chrono::system_clock::now();
+        record.decision = policy::to_string(policy::Verdict::deny);
+        record.reason = policy::reason::client_denied;
+        record.close_reason = audit::close_reason::client_denied;
+        audit_.write(audit::format_line(record));
+        return;
+    }
+    client.set_option(tcp::no_delay(true), ec);
+    std::make_shared<Session>(std::move(client), std::move(config), worker.context, std::move(record))->start();
+}
+
+std::size_t Server::open_sessions() const {
+    std::size_t total = 0;
+    for (const auto& worker : workers_) total += worker->context.open_sessions.load();
+    return total;
+}
+
+void Server::stop(std::chrono::steady_clock::duration drain_timeout) {
+    if (workers_.empty()) return;
+    for (auto& worker : workers_) {
+        asio::post(worker->io, [&w = *worker] {
+            for (auto& acceptor : w.acceptors) acceptor.close();
+        });
+    }
+    const auto deadline = std::chrono::steady_clock::now() + drain_timeout;
+    while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (auto& worker : workers_) {
+        asio::post(worker->io, [&w = *worker] {
+            const auto open = w.context.sessions;  // shutdown() changes the set
+            for (auto* session : open) session->shutdown();
+        });
+    }
+    for (auto& worker : workers_) {
+        if (worker->thread.joinable()) worker->thread.join();
+    }
+    workers_.clear();
+}
+
+}  // namespace egressgate::proxy

@@ -1,0 +1,250 @@
+#include "proxy/session.hpp"
+
+#include "proxy/audit_writer.hpp"
+
+namespace egressgate::proxy {
+
+using std::chrono::steady_clock;
+
+namespace {
+std::int64_t elapsed_ms(steady_clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - since).count();
+}
+}  // namespace
+
+audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id) {
+    audit::Record record;
+    const auto ip = from_asio(client.address()).unmapped();
+    record.connection_id = connection_id;
+    record.client_ip = ip.to_string();
+    record.client_port = client.port();
+    auto vm = config.inventory.find(ip);
+    record.vm = vm ? std::string(*vm) : record.client_ip;
+    return record;
+}
+
+Session::Session(tcp::socket client, std::shared_ptr<const config::Config> config, WorkerContext& context,
+                 audit::Record record)
+    : client_(std::move(client)),
+      upstream_(client_.get_executor()),
+      config_(std::move(config)),
+      context_(context),
+      record_(std::move(record)),
+      dialer_(client_.get_executor()),
+      deadline_timer_(client_.get_executor()) {}
+
+void Session::start() {
+    context_.sessions.insert(this);
+    ++context_.open_sessions;
+    set_phase(Phase::reading_head, config_->timeouts.header);
+    asio::co_spawn(client_.get_executor(), watchdog(shared_from_this()), asio::detached);
+    asio::co_spawn(client_.get_executor(), run(shared_from_this()), asio::detached);
+}
+
+void Session::shutdown() {
+    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::shutdown;
+    dialer_.cancel();
+    close_sockets();
+}
+
+awaitable<void> Session::run([[maybe_unused]] std::shared_ptr<Session> self) {
+    const bool have_head = co_await read_request_head();
+    if (have_head) co_await handle_request(parser_.head());
+    if (pumps_running_ == 0) finish();
+}
+
+awaitable<bool> Session::read_request_head() {
+    for (;;) {
+        error_code ec;
+        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
+        if (ec) {
+            if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::client_closed;
+            co_return false;
+        }
+        switch (parser_.feed({head_chunk_.data(), n})) {
+        case http::RequestHeadParser::Status::need_more: continue;
+        case http::RequestHeadParser::Status::complete:
+            pipelined_.assign(head_chunk_.data() + parser_.consumed_in_last_feed(), n - parser_.consumed_in_last_feed());
+            co_return true;
+        case http::RequestHeadParser::Status::error:
+            const bool too_large = parser_.error() == http::HeadError::too_large;
+            co_await reject(too_large ? http::Failure::head_too_large : http::Failure::malformed_request,
+                            too_large ? http::reason::request_head_too_large : http::reason::malformed_request,
+                            parser_.error_detail());
+            co_return false;
+        }
+    }
+}
+
+awaitable<void> Session::handle_request(const http::RequestHead& head) {
+    record_.method = head.method;
+    if (!head.is_connect()) {
+        co_await reject(http::Failure::method_not_allowed, http::reason::method_not_allowed);
+        co_return;
+    }
+    const auto target = policy::parse_authority(head.target);
+    if (!target) {
+        record_.host = head.target.substr(0, kMaxAuditedTargetBytes);
+        co_await reject(http::Failure::invalid_target, policy::reason::invalid_host, "CONNECT needs host:port");
+        co_return;
+    }
+    record_.host = target->host;
+    record_.port = target->port;
+    const auto decision = config_->egress.decide(*target);
+    record_decision(decision);
+    if (!decision.permits()) {
+        co_await reject(http::Failure::denied, decision.reason, decision.rule);
+        co_return;
+    }
+    const bool connected = co_await dial(*target);
+    if (connected) co_await open_tunnel();
+}
+
+awaitable<bool> Session::dial(const policy::Target& target) {
+    const auto started = steady_clock::now();
+    set_phase(Phase::resolving, config_->dns.timeout);
+    const auto addresses = co_await dialer_.resolve(*config_, target);
+    if (!addresses || addresses->empty()) {
+        co_await reject(timed_out_ ? http::Failure::resolve_timeout : http::Failure::resolve_failed,
+                        timed_out_ ? http::reason::resolve_timeout : http::reason::resolve_failed);
+        co_return false;
+    }
+    set_phase(Phase::connecting, config_->timeouts.connect);
+    const auto result = co_await dialer_.connect(config_->egress, *addresses, target.port, upstream_);
+    record_.resolved = result.address;
+    record_.connect_ms = elapsed_ms(started);
+    if (result.connected) co_return true;
+    if (!result.any_permitted) {
+        record_decision(result.refusal);
+        co_await reject(http::Failure::denied, result.refusal.reason, result.refusal.rule);
+    } else {
+        co_await reject(timed_out_ ? http::Failure::connect_timeout : http::Failure::connect_failed,
+                        timed_out_ ? http::reason::connect_timeout : http::reason::connect_failed);
+    }
+    co_return false;
+}
+
+awaitable<void> Session::open_tunnel() {
+    set_phase(Phase::tunneling, config_->timeouts.idle);
+    last_activity_ = steady_clock::now();
+    error_code ec;
+    co_await asio::async_write(client_, asio::buffer(http::kConnectEstablished), with_error(ec));
+    if (ec) {
+        record_.close_reason = audit::close_reason::client_reset;
+        co_return;
+    }
+    record_.status = 200;
+    if (!pipelined_.empty()) {
+        co_await asio::async_write(upstream_, asio::buffer(pipelined_), with_error(ec));
+        if (ec) {
+            record_.close_reason = audit::close_reason::upstream_reset;
+            co_return;
+        }
+        record_.bytes_up += pipelined_.size();
+        pipelined_ = {};
+    }
+    tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
+    pumps_running_ = 2;
+    asio::co_spawn(client_.get_executor(), run_pump(shared_from_this(), Direction::up), asio::detached);
+    asio::co_spawn(client_.get_executor(), run_pump(shared_from_this(), Direction::down), asio::detached);
+}
+
+awaitable<void> Session::run_pump(std::shared_ptr<Session> self, Direction direction) {
+    const bool up = direction == Direction::up;
+    std::span<char> buffer(tunnel_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
+    const PumpEnd end = co_await pump(up ? client_ : upstream_, up ? upstream_ : client_, buffer,
+                                      up ? record_.bytes_up : record_.bytes_down, last_activity_);
+    self->on_pump_end(direction, end);
+}
+
+// A reset on either side ends the tunnel; EOF only ends its own direction.
+void Session::on_pump_end(Direction direction, PumpEnd end) {
+    if (end != PumpEnd::eof) {
+        const bool client_side = (direction == Direction::up) == (end == PumpEnd::read_error);
+        if (record_.close_reason.empty()) {
+            record_.close_reason = client_side ? audit::close_reason::client_reset : audit::close_reason::upstream_reset;
+        }
+        close_sockets();
+    }
+    if (--pumps_running_ == 0) finish();
+}
+
+awaitable<void> Session::reject(http::Failure failure, std::string_view reason, std::string_view detail) {
+    record_.status = http::status_for(failure);
+    record_.reason = reason;
+    if (record_.decision.empty() || failure == http::Failure::denied) record_.decision = policy::to_string(policy::Verdict::deny);
+    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::rejected;
+    set_phase(Phase::rejecting, kRejectLinger);
+    const std::string response = http::render_rejection(failure, reason, detail);
+    error_code ec;
+    co_await asio::async_write(client_, asio::buffer(response), with_error(ec));
+    if (ec) co_return;
+    // Read what the client still sends until it closes, so that closing with unread bytes does
+    // not reset the connection before the client has read our answer.
+    client_.shutdown(tcp::socket::shutdown_send, ec);
+    while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
+}
+
+void Session::record_decision(const policy::Decision& decision) {
+    record_.decision = policy::to_string(decision.verdict);
+    record_.reason = decision.reason;
+    record_.rule = decision.rule;
+}
+
+// The watchdog owns every deadline of the session: header, resolve, connect, idle, linger.
+awaitable<void> Session::watchdog([[maybe_unused]] std::shared_ptr<Session> self) {
+    while (!finished_) {
+        deadline_timer_.expires_at(current_deadline());
+        error_code ec;
+        co_await deadline_timer_.async_wait(with_error(ec));
+        if (!finished_ && steady_clock::now() >= current_deadline()) on_deadline();
+    }
+}
+
+void Session::set_phase(Phase phase, std::chrono::milliseconds budget) {
+    phase_ = phase;
+    phase_deadline_ = steady_clock::now() + budget;
+    deadline_timer_.cancel();  // the watchdog re-arms for the new deadline
+}
+
+steady_clock::time_point Session::current_deadline() const {
+    if (phase_ == Phase::tunneling) return last_activity_ + config_->timeouts.idle;
+    return phase_deadline_;
+}
+
+void Session::on_deadline() {
+    const Phase expired = phase_;
+    phase_ = Phase::closing;
+    phase_deadline_ = steady_clock::time_point::max();
+    timed_out_ = true;
+    error_code ec;
+    switch (expired) {
+    case Phase::reading_head: record_.close_reason = audit::close_reason::header_timeout; client_.close(ec); break;
+    case Phase::resolving: dialer_.cancel(); break;
+    case Phase::connecting: upstream_.close(ec); break;
+    case Phase::tunneling: record_.close_reason = audit::close_reason::idle_timeout; close_sockets(); break;
+    case Phase::rejecting:
+    case Phase::closing: close_sockets(); break;
+    }
+}
+
+void Session::close_sockets() {
+    error_code ec;
+    client_.close(ec);
+    upstream_.close(ec);
+}
+
+void Session::finish() {
+    if (finished_) return;
+    finished_ = true;
+    deadline_timer_.cancel();
+    close_sockets();
+    context_.sessions.erase(this);
+    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
+    record_.duration_ms = elapsed_ms(accepted_at_);
+    record_.time = std::chrono::system_clock::now();
+    context_.audit.write(audit::format_line(record_));
+    --context_.open_sessions;
+}
+
+}  // namespace egressgate::proxy

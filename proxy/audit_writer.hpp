@@ -1,0 +1,44 @@
+#pragma once
+// Writes audit lines on a thread of its own, so that a slow disk never stalls a tunnel.
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace egressgate::proxy {
+
+// Lines queued beyond this are dropped and counted: memory stays bounded if the disk stops.
+inline constexpr std::size_t kMaxQueuedAuditLines = 1 << 20;
+
+class AuditWriter {
+public:
+    // path "-" writes to stdout. Throws std::runtime_error (start-up only) if the file cannot be
+    // opened for appending.
+    explicit AuditWriter(const std::string& path);
+    ~AuditWriter();  // stop()s
+    AuditWriter(const AuditWriter&) = delete;
+    AuditWriter& operator=(const AuditWriter&) = delete;
+
+    // Thread-safe, never blocks on I/O.
+    void write(std::string line);
+    // Writes everything queued, then joins the writer thread. Idempotent.
+    void stop();
+    std::uint64_t dropped_lines() const;
+
+private:
+    void run();
+
+    std::FILE* file_;
+    bool owns_file_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::string> queue_;
+    bool stopping_ = false;
+    std::uint64_t dropped_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace egressgate::proxy

@@ -1,0 +1,47 @@
+#pragma once
+// Resolve, check every address against the policy, and connect to exactly an address that passed.
+// The session owns the deadlines of both steps and cancels them when they pass.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "policy/decision.hpp"
+#include "policy/host.hpp"
+#include "proxy/asio.hpp"
+
+namespace egressgate::proxy {
+
+struct ConnectResult {
+    bool connected = false;
+    bool any_permitted = false;  // false: the policy refused every address (see refusal)
+    policy::Decision refusal;
+    std::string address;         // the address connected to, or the last one tried or refused
+};
+
+class Dialer {
+public:
+    explicit Dialer(asio::any_io_executor executor) : resolver_(std::move(executor)) {}
+
+    // [dns.hosts] first, then the system resolver. nullopt or empty: the name did not resolve.
+    awaitable<std::optional<std::vector<policy::IpAddress>>> resolve(const config::Config& config,
+                                                                     const policy::Target& target);
+
+    // Tries each address the policy permits, in the resolver's order, until one connects. Never
+    // resolves again: the address checked is the address dialed.
+    awaitable<ConnectResult> connect(const policy::EgressPolicy& policy,
+                                     const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
+                                     tcp::socket& upstream);
+
+    // The deadline passed: abandon the lookup; the session closes the upstream socket itself.
+    void cancel() { resolver_.cancel(); }
+
+private:
+    tcp::resolver resolver_;
+};
+
+// Conversions between the pure address type and Asio's.
+asio::ip::address to_asio(const policy::IpAddress& address);
+policy::IpAddress from_asio(const asio::ip::address& address);
+
+}  // namespace egressgate::proxy

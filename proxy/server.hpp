@@ -1,0 +1,63 @@
+#pragma once
+// Listeners and workers: one single-threaded io_context per worker, each with its own
+// SO_REUSEPORT acceptor per listen address, so the kernel spreads connections across cores.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/session.hpp"
+
+namespace egressgate::proxy {
+
+// How long open tunnels may take to finish on their own once the proxy has been told to stop.
+inline constexpr std::chrono::seconds kShutdownDrainTimeout{10};
+
+// The config new connections get. Sessions keep the pointer they started with, so a reload never
+// changes a tunnel under its feet.
+class ConfigHolder {
+public:
+    explicit ConfigHolder(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {}
+    std::shared_ptr<const config::Config> current() const {
+        std::lock_guard lock(mutex_);
+        return config_;
+    }
+    void replace(std::shared_ptr<const config::Config> config) {
+        std::lock_guard lock(mutex_);
+        config_ = std::move(config);
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<const config::Config> config_;
+};
+
+class Server {
+public:
+    // Binds every listener (throws on failure: start-up only) and logs each bound address.
+    Server(ConfigHolder& config, AuditWriter& audit);
+    ~Server();
+
+    void run();  // starts the worker threads
+    // Stops accepting, lets sessions drain until the deadline, then ends the rest. Then joins.
+    void stop(std::chrono::steady_clock::duration drain_timeout);
+    std::size_t open_sessions() const;
+
+private:
+    struct Worker;
+
+    awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor);
+    void accept_client(Worker& worker, tcp::socket client);
+    void bind_listeners();
+
+    ConfigHolder& config_;
+    AuditWriter& audit_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::atomic<std::uint64_t> next_connection_id_{1};
+};
+
+}  // namespace egressgate::proxy

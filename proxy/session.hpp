@@ -1,0 +1,93 @@
+#pragma once
+// One client connection: read the CONNECT head, decide, dial, then relay until both directions end.
+// A session lives on one worker's single-threaded io_context, so its state needs no locks.
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include "audit/audit_record.hpp"
+#include "config/config.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/dialer.hpp"
+#include "proxy/request_head.hpp"
+#include "proxy/responses.hpp"
+#include "proxy/tunnel.hpp"
+
+namespace egressgate::proxy {
+
+class AuditWriter;
+class Session;
+
+// How long a rejected client may take to read our answer before the connection is closed.
+inline constexpr std::chrono::milliseconds kRejectLinger{2000};
+// Bytes read from the client per read while the head is incomplete.
+inline constexpr std::size_t kHeadReadChunk = 4096;
+// Bytes of an unusable request target that are kept for the audit line.
+inline constexpr std::size_t kMaxAuditedTargetBytes = 512;
+
+// The sessions of one worker, so that shutdown can reach the ones still open.
+using SessionRegistry = std::unordered_set<Session*>;
+
+struct WorkerContext {
+    AuditWriter& audit;
+    SessionRegistry sessions;                 // touched only on the worker's thread
+    std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
+};
+
+// The audit record of a connection as known at accept: who, from where.
+audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id);
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(tcp::socket client, std::shared_ptr<const config::Config> config, WorkerContext& context,
+            audit::Record record);
+    void start();
+    // The proxy is stopping and the drain deadline passed: end now, audited as "shutdown".
+    void shutdown();
+
+private:
+    enum class Phase { reading_head, resolving, connecting, tunneling, rejecting, closing };
+    enum class Direction { up, down };
+
+    // Each spawned coroutine holds `self`, so the session lives as long as any of them runs.
+    awaitable<void> run(std::shared_ptr<Session> self);
+    awaitable<bool> read_request_head();
+    awaitable<void> handle_request(const http::RequestHead& head);
+    awaitable<bool> dial(const policy::Target& target);
+    awaitable<void> open_tunnel();
+    awaitable<void> run_pump(std::shared_ptr<Session> self, Direction direction);
+    awaitable<void> reject(http::Failure failure, std::string_view reason, std::string_view detail = {});
+    awaitable<void> watchdog(std::shared_ptr<Session> self);
+
+    void record_decision(const policy::Decision& decision);
+    void set_phase(Phase phase, std::chrono::milliseconds budget);
+    std::chrono::steady_clock::time_point current_deadline() const;
+    void on_deadline();
+    void on_pump_end(Direction direction, PumpEnd end);
+    void close_sockets();
+    void finish();
+
+    tcp::socket client_;
+    tcp::socket upstream_;
+    std::shared_ptr<const config::Config> config_;
+    WorkerContext& context_;
+    audit::Record record_;
+    Dialer dialer_;
+    asio::steady_timer deadline_timer_;
+    const std::chrono::steady_clock::time_point accepted_at_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point phase_deadline_;
+    std::chrono::steady_clock::time_point last_activity_;
+    Phase phase_ = Phase::reading_head;
+    bool timed_out_ = false;
+    bool finished_ = false;
+    int pumps_running_ = 0;
+    http::RequestHeadParser parser_;
+    std::array<char, kHeadReadChunk> head_chunk_{};
+    std::string pipelined_;  // bytes the client sent behind the CONNECT head
+    std::unique_ptr<char[]> tunnel_buffers_;
+};
+
+}  // namespace egressgate::proxy
