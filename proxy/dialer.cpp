@@ -1,6 +1,5 @@
 #include "proxy/dialer.hpp"
 
-#include <algorithm>
 
 namespace egressgate::proxy {
 
@@ -15,22 +14,14 @@ policy::IpAddress from_asio(const asio::ip::address& address) {
     return policy::IpAddress::v6(address.to_v6().to_bytes());
 }
 
-awaitable<std::optional<std::vector<policy::IpAddress>>> Dialer::resolve(const config::Config& config,
-                                                                         const policy::Target& target) {
+awaitable<std::vector<policy::IpAddress>> Dialer::resolve(const config::Config& config, const policy::Target& target) {
     if (target.literal) co_return std::vector{*target.literal};
     if (auto pinned = config.dns.static_hosts.find(target.host); pinned != config.dns.static_hosts.end()) {
         co_return pinned->second;
     }
-    error_code ec;
-    auto results = co_await resolver_.async_resolve(target.host, std::to_string(target.port),
-                                                    tcp::resolver::numeric_service, with_error(ec));
-    if (ec) co_return std::nullopt;
-    std::vector<policy::IpAddress> addresses;
-    for (const auto& entry : results) {
-        auto address = from_asio(entry.endpoint().address());
-        if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) addresses.push_back(address);
-    }
-    co_return addresses;
+    lookup_ = resolver_.lookup(target.host);
+    co_await lookup_->wait();
+    co_return lookup_->addresses();
 }
 
 awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy,

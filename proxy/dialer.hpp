@@ -9,6 +9,7 @@
 #include "policy/decision.hpp"
 #include "policy/host.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/dns_resolver.hpp"
 
 namespace egressgate::proxy {
 
@@ -21,11 +22,10 @@ struct ConnectResult {
 
 class Dialer {
 public:
-    explicit Dialer(asio::any_io_executor executor) : resolver_(std::move(executor)) {}
+    explicit Dialer(DnsResolver& resolver) : resolver_(resolver) {}
 
-    // [dns.hosts] first, then the system resolver. nullopt or empty: the name did not resolve.
-    awaitable<std::optional<std::vector<policy::IpAddress>>> resolve(const config::Config& config,
-                                                                     const policy::Target& target);
+    // [dns.hosts] first, then DNS (through the worker's cache). Empty: the name did not resolve.
+    awaitable<std::vector<policy::IpAddress>> resolve(const config::Config& config, const policy::Target& target);
 
     // Tries each address the policy permits, in the resolver's order, until one connects. Never
     // resolves again: the address checked is the address dialed.
@@ -34,10 +34,13 @@ public:
                                      tcp::socket& upstream);
 
     // The deadline passed: abandon the lookup; the session closes the upstream socket itself.
-    void cancel() { resolver_.cancel(); }
+    void cancel() {
+        if (lookup_) lookup_->abandon();
+    }
 
 private:
-    tcp::resolver resolver_;
+    DnsResolver& resolver_;
+    std::shared_ptr<DnsLookup> lookup_;
 };
 
 // Conversions between the pure address type and Asio's.

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <string_view>
 
+#include <ares.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -90,6 +91,10 @@ int main(int argc, char** argv) {
     if (options->check_only) {
         std::cout << options->config_path << ": ok\n";
         return EXIT_SUCCESS;
+    }
+    if (int rc = ares_library_init(ARES_LIB_INIT_ALL); rc != ARES_SUCCESS) {
+        spdlog::critical("dns: {}", ares_strerror(rc));
+        return EXIT_FAILURE;
     }
     try {
         return serve(*options, std::move(result.config));

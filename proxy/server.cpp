@@ -11,8 +11,9 @@ namespace egressgate::proxy {
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 struct Server::Worker {
-    explicit Worker(AuditWriter& audit) : io(1), context{audit, {}, {}} {}
+    Worker(AuditWriter& audit, const config::DnsSettings& dns) : io(1), resolver(io, dns), context{audit, resolver, {}, {}} {}
     asio::io_context io;
+    DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
     std::vector<tcp::acceptor> acceptors;
     WorkerContext context;
     std::thread thread;
@@ -41,7 +42,7 @@ std::string to_string(const tcp::endpoint& endpoint) {
 Server::Server(ConfigHolder& config, AuditWriter& audit) : config_(config), audit_(audit) {
     const auto cfg = config_.current();
     const unsigned count = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(audit_));
+    for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(audit_, cfg->dns));
     bind_listeners();
 }
 

@@ -30,7 +30,7 @@ Session::Session(tcp::socket client, std::shared_ptr<const config::Config> confi
       config_(std::move(config)),
       context_(context),
       record_(std::move(record)),
-      dialer_(client_.get_executor()),
+      dialer_(context.resolver),
       deadline_timer_(client_.get_executor()) {}
 
 void Session::start() {
@@ -104,15 +104,15 @@ awaitable<bool> Session::dial(const policy::Target& target) {
     const auto started = steady_clock::now();
     set_phase(Phase::resolving, config_->dns.timeout);
     const auto addresses = co_await dialer_.resolve(*config_, target);
-    if (!addresses || addresses->empty()) {
+    if (addresses.empty()) {
         co_await reject(timed_out_ ? http::Failure::resolve_timeout : http::Failure::resolve_failed,
                         timed_out_ ? http::reason::resolve_timeout : http::reason::resolve_failed);
         co_return false;
     }
     set_phase(Phase::connecting, config_->timeouts.connect);
-    const auto result = co_await dialer_.connect(config_->egress, *addresses, target.port, upstream_);
+    const auto result = co_await dialer_.connect(config_->egress, addresses, target.port, upstream_);
     record_.resolved = result.address;
-    record_.connect_ms = elapsed_ms(started);
+    if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
     if (result.connected) co_return true;
     if (!result.any_permitted) {
         record_decision(result.refusal);

@@ -1,0 +1,67 @@
+#pragma once
+// DNS lookups with TTLs through c-ares, driven by the worker's own event loop, with a cache in
+// front. One resolver per worker: it is only ever touched on that worker's thread.
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <ares.h>
+
+#include "config/config.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/dns_cache.hpp"
+
+namespace egressgate::proxy {
+
+// Per try; c-ares tries each server kDnsTries times before it gives up on a name.
+inline constexpr int kDnsTries = 2;
+
+// One lookup in flight. The session abandons it when its resolve deadline passes; a late answer
+// then lands here and is dropped.
+class DnsLookup {
+public:
+    explicit DnsLookup(asio::any_io_executor executor) : signal_(std::move(executor)) {
+        signal_.expires_at(asio::steady_timer::time_point::max());
+    }
+    awaitable<void> wait();
+    void complete(std::vector<policy::IpAddress> addresses);
+    void abandon();
+    const std::vector<policy::IpAddress>& addresses() const { return addresses_; }
+
+private:
+    asio::steady_timer signal_;
+    std::vector<policy::IpAddress> addresses_;
+    bool done_ = false;
+};
+
+class DnsResolver {
+public:
+    // Throws std::runtime_error (start-up only) if c-ares cannot be set up with these settings.
+    DnsResolver(asio::io_context& io, const config::DnsSettings& settings);
+    ~DnsResolver();
+    DnsResolver(const DnsResolver&) = delete;
+    DnsResolver& operator=(const DnsResolver&) = delete;
+
+    // Starts a lookup of A and AAAA records, or answers it from the cache at once.
+    std::shared_ptr<DnsLookup> lookup(const std::string& name);
+
+private:
+    struct SocketWatch;
+    struct PendingQuery;
+
+    static void on_socket_state(void* self, ares_socket_t fd, int readable, int writable);
+    static void on_answer(void* query, int status, int timeouts, ares_addrinfo* result);
+    void watch(const std::shared_ptr<SocketWatch>& socket);
+    void process(ares_socket_t read_fd, ares_socket_t write_fd);
+    void arm_timer();
+
+    asio::io_context& io_;
+    ares_channel channel_ = nullptr;
+    asio::steady_timer timer_;
+    std::unordered_map<ares_socket_t, std::shared_ptr<SocketWatch>> sockets_;
+    dns::DnsCache cache_;
+};
+
+}  // namespace egressgate::proxy
