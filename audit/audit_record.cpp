@@ -81,6 +81,8 @@ std::string format_line(const Record& r) {
     line.string(field::decision, r.decision);
     line.string(field::reason, r.reason);
     line.string(field::rule, r.rule);
+    line.string(field::sni, r.sni);
+    line.string(field::alpn, r.alpn);
     line.number(field::status, r.status);
     line.number(field::bytes_up, static_cast<std::int64_t>(r.bytes_up));
     line.number(field::bytes_down, static_cast<std::int64_t>(r.bytes_down));

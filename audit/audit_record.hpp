@@ -18,6 +18,7 @@ inline constexpr std::string_view client_closed = "client_closed";    // EOF bef
 inline constexpr std::string_view rejected = "rejected";              // we answered with an error status
 inline constexpr std::string_view client_denied = "client_denied";    // closed at accept
 inline constexpr std::string_view shutdown = "shutdown";              // the proxy stopped
+inline constexpr std::string_view tls_handshake_failed = "tls_handshake_failed";  // TLS listener only
 }  // namespace close_reason
 
 struct Record {
@@ -33,6 +34,8 @@ struct Record {
     std::string_view decision;
     std::string_view reason;
     std::string rule;
+    std::string sni;   // server_name of the tunnel's ClientHello, where inspected
+    std::string alpn;  // its ALPN protocols, comma-separated
     int status = 0;
     std::uint64_t bytes_up = 0;
     std::uint64_t bytes_down = 0;

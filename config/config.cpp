@@ -212,6 +212,7 @@ public:
 private:
     // Sections, in file order of the contract.
     void proxy_section(const toml::table& t);
+    void proxy_tls(const toml::table& t);
     void clients_section(const toml::table* t);
     void egress_section(const toml::table* t);
     void egress_ports(const toml::node* ports);
@@ -374,7 +375,7 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
 // --- [proxy] ---------------------------------------------------------------------------------
 
 void ConfigBuilder::proxy_section(const toml::table& t) {
-    check_known_keys(t, "proxy", {"listen", "workers"});
+    check_known_keys(t, "proxy", {"listen", "workers", "tls_listen", "tls_cert", "tls_key"});
     if (const toml::node* listen = t.get("listen")) {
         config_->listen.clear();
         if (const auto* array = array_of(*listen, "proxy.listen", "\"ip:port\" strings")) {
@@ -387,6 +388,32 @@ void ConfigBuilder::proxy_section(const toml::table& t) {
     }
     if (const toml::node* workers = t.get("workers")) {
         if (auto n = integer_in(*workers, "proxy.workers", 0, kMaxWorkers)) config_->workers = static_cast<unsigned>(*n);
+    }
+    proxy_tls(t);
+}
+
+// The TLS listener needs its certificate and key; the files themselves are loaded (and their
+// errors reported) by the proxy at start and on reload.
+void ConfigBuilder::proxy_tls(const toml::table& t) {
+    const toml::node* listen = t.get("tls_listen");
+    if (listen == nullptr) return;
+    if (const auto* array = array_of(*listen, "proxy.tls_listen", "\"ip:port\" strings")) {
+        for (std::size_t i = 0; i < array->size(); ++i) {
+            const auto address = socket_address(*array->get(i), element_path("proxy.tls_listen", i), std::nullopt, 0);
+            if (address) config_->tls_listen.push_back(*address);
+        }
+    }
+    for (auto [key, target] : {std::pair{"tls_cert", &config_->tls_cert}, std::pair{"tls_key", &config_->tls_key}}) {
+        const std::string path = std::string("proxy.") + key;
+        const toml::node* node = t.get(key);
+        if (node == nullptr) {
+            require(path, t.source(), "a PEM file, needed by proxy.tls_listen");
+            continue;
+        }
+        if (const auto text = string_of(*node, path)) {
+            std::filesystem::path file(*text);
+            *target = (file.is_relative() ? base_dir_ / file : file).string();
+        }
     }
 }
 
@@ -413,7 +440,7 @@ void ConfigBuilder::clients_section(const toml::table* t) {
 void ConfigBuilder::egress_section(const toml::table* t) {
     static const toml::table kEmpty;
     const toml::table& egress = t != nullptr ? *t : kEmpty;
-    check_known_keys(egress, "egress", {"mode", "ports", "catalogs", "hosts", "allow_addresses"});
+    check_known_keys(egress, "egress", {"mode", "ports", "catalogs", "hosts", "allow_addresses", "sni", "tls_ports"});
 
     if (const toml::node* mode = egress.get("mode")) {
         if (const auto text = string_of(*mode, "egress.mode")) {
@@ -423,6 +450,24 @@ void ConfigBuilder::egress_section(const toml::table* t) {
         }
     }
 
+    if (const toml::node* sni = egress.get("sni")) {
+        if (const auto text = string_of(*sni, "egress.sni")) {
+            if (*text == "match") rules_.sni = policy::SniMode::match;
+            else if (*text == "log") rules_.sni = policy::SniMode::log;
+            else if (*text == "off") rules_.sni = policy::SniMode::off;
+            else error("egress.sni", echo(*sni), sni->source(), "expected \"match\", \"log\" or \"off\"");
+        }
+    }
+    if (const toml::node* tls_ports = egress.get("tls_ports")) {
+        if (const auto* array = array_of(*tls_ports, "egress.tls_ports", "port numbers")) {
+            rules_.tls_ports.clear();
+            for (std::size_t i = 0; i < array->size(); ++i) {
+                if (auto port = integer_in(*array->get(i), element_path("egress.tls_ports", i), 1, kMaxPort)) {
+                    rules_.tls_ports.push_back(static_cast<std::uint16_t>(*port));
+                }
+            }
+        }
+    }
     egress_ports(egress.get("ports"));
     add_catalogs(egress.get("catalogs"), "egress.catalogs");
     if (const toml::node* hosts = egress.get("hosts")) {

@@ -38,6 +38,12 @@ struct Timeouts {
 struct Config {
     std::vector<ListenAddress> listen;  // [proxy] listen, at least one
     unsigned workers = 0;               // [proxy] workers; 0 = one per core
+    // [proxy] tls_listen: listeners for clients that speak TLS to the proxy itself
+    // (curl --proxy https://...). tls_cert and tls_key (PEM paths, relative to the config file's
+    // directory) are required when it is set; they are loaded at start and on reload.
+    std::vector<ListenAddress> tls_listen;
+    std::string tls_cert;
+    std::string tls_key;
     policy::ClientAllowList clients;    // [clients] allow, at least one prefix
     policy::EgressPolicy egress{policy::EgressRules{}};
     DnsSettings dns;

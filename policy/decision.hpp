@@ -23,6 +23,14 @@ inline constexpr std::string_view port_not_allowed = "port_not_allowed";
 inline constexpr std::string_view ip_literal_not_allowed = "ip_literal_not_allowed";
 inline constexpr std::string_view destination_address_denied = "destination_address_denied";
 inline constexpr std::string_view client_denied = "client_denied";
+// Tunnel inspection ([egress] sni).
+inline constexpr std::string_view sni_match = "sni_match";
+inline constexpr std::string_view sni_allowed = "sni_allowed";
+inline constexpr std::string_view sni_mismatch = "sni_mismatch";
+inline constexpr std::string_view sni_missing = "sni_missing";
+inline constexpr std::string_view sni_not_allowed = "sni_not_allowed";
+inline constexpr std::string_view not_tls = "not_tls";
+inline constexpr std::string_view tls_malformed = "tls_malformed";
 }  // namespace reason
 
 struct Decision {

@@ -77,4 +77,29 @@ Decision EgressPolicy::check_address(const IpAddress& address) const {
     return deny(reason::destination_address_denied, to_string(c));
 }
 
+bool EgressPolicy::inspects_tunnel(std::uint16_t port) const {
+    const auto& ports = rules_.tls_ports;
+    return rules_.sni != SniMode::off && std::find(ports.begin(), ports.end(), port) != ports.end();
+}
+
+Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStart& start) const {
+    Decision d = [&] {
+        if (start.kind == TunnelStart::Kind::not_tls) return deny(reason::not_tls, "egress.tls_ports");
+        if (start.kind == TunnelStart::Kind::malformed_hello) return deny(reason::tls_malformed, "egress.sni");
+        if (!start.server_name) return deny(reason::sni_missing, "egress.sni");
+        const auto sni = normalize_host(*start.server_name);
+        const std::string rule = "sni=" + (sni ? *sni : std::string("<invalid>"));
+        if (!sni) return deny(reason::sni_mismatch, rule);
+        if (literal_of(target)) {
+            // An IP-literal CONNECT says nothing about the name: the SNI must be allowed itself.
+            const Decision by_name = decide(Target{*sni, target.port, std::nullopt});
+            return by_name.verdict == Verdict::allow ? allow(reason::sni_allowed, rule) : deny(reason::sni_not_allowed, rule);
+        }
+        return *sni == target.host ? allow(reason::sni_match, rule) : deny(reason::sni_mismatch, rule);
+    }();
+    const bool lenient = rules_.sni == SniMode::log || rules_.mode == EgressMode::report;
+    if (d.verdict == Verdict::deny && lenient) d.verdict = Verdict::report;
+    return d;
+}
+
 }  // namespace egressgate::policy

@@ -24,6 +24,8 @@ Record sample() {
     r.decision = "allow";
     r.reason = "host_allowed";
     r.rule = "catalog:azure-backup *.blob.core.windows.net";
+    r.sni = "x.blob.core.windows.net";
+    r.alpn = "h2,http/1.1";
     r.status = 200;
     r.bytes_up = 5000000000ULL;
     r.bytes_down = 7;
@@ -51,13 +53,15 @@ TEST_CASE("an audit line is one JSON object with every field", "[audit]") {
     CHECK(j[std::string(field::decision)] == "allow");
     CHECK(j[std::string(field::reason)] == "host_allowed");
     CHECK(j[std::string(field::rule)] == "catalog:azure-backup *.blob.core.windows.net");
+    CHECK(j[std::string(field::sni)] == "x.blob.core.windows.net");
+    CHECK(j[std::string(field::alpn)] == "h2,http/1.1");
     CHECK(j[std::string(field::status)] == 200);
     CHECK(j[std::string(field::bytes_up)] == 5000000000ULL);
     CHECK(j[std::string(field::bytes_down)] == 7);
     CHECK(j[std::string(field::connect_ms)] == 12);
     CHECK(j[std::string(field::duration_ms)] == 3456);
     CHECK(j[std::string(field::close_reason)] == "completed");
-    CHECK(j.size() == 18);
+    CHECK(j.size() == 20);
 }
 
 TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]") {

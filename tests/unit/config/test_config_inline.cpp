@@ -33,6 +33,12 @@ struct BadSnippet {
 
 // Lines count from 1 in the whole text, kClients (2 lines) included.
 const std::vector<BadSnippet> kBadSnippets = {
+    {"egress.sni unknown", kClients + "[egress]\nsni = \"strict\"\n", "egress.sni", "\"strict\"",
+     "expected \"match\", \"log\" or \"off\"", 4, 7},
+    {"egress.tls_ports port 0", kClients + "[egress]\ntls_ports = [0]\n", "egress.tls_ports[0]", "0",
+     "must be from 1 to 65535", 4, 14},
+    {"tls_listen without a key", kClients + "[proxy]\ntls_listen = [\"127.0.0.1:3129\"]\ntls_cert = \"c.pem\"\n",
+     "proxy.tls_key", "", "a PEM file, needed by proxy.tls_listen", 3, 1},
     {"listen without a port", kClients + "[proxy]\nlisten = [\"127.0.0.1\"]\n", "proxy.listen[0]",
      "\"127.0.0.1\"", "expected \"ip:port\" or \"[ipv6]:port\"", 4, 11},
     {"listen with unbracketed IPv6", kClients + "[proxy]\nlisten = [\"::1:3128\"]\n", "proxy.listen[0]",
@@ -165,4 +171,31 @@ TEST_CASE("ConfigError::to_string omits what it does not have", "[config]") {
 TEST_CASE("ListenAddress::to_string brackets IPv6", "[config]") {
     CHECK(cfg::ListenAddress{*policy::IpAddress::parse("1.2.3.4"), 80}.to_string() == "1.2.3.4:80");
     CHECK(cfg::ListenAddress{*policy::IpAddress::parse("::1"), 80}.to_string() == "[::1]:80");
+}
+
+TEST_CASE("TLS listener and tunnel inspection keys", "[config]") {
+    const auto result = cfg::parse_config(kClients +
+                                              "[proxy]\ntls_listen = [\"127.0.0.1:3129\"]\n"
+                                              "tls_cert = \"/etc/egressgate/proxy.crt\"\ntls_key = \"proxy.key\"\n"
+                                              "[egress]\nsni = \"log\"\ntls_ports = [443]\n",
+                                          kSource);
+    INFO(describe(result));
+    REQUIRE(result.config);
+    const auto& c = *result.config;
+    REQUIRE(c.tls_listen.size() == 1);
+    CHECK(c.tls_listen[0].to_string() == "127.0.0.1:3129");
+    CHECK(c.tls_cert == "/etc/egressgate/proxy.crt");
+    CHECK(c.tls_key.ends_with("proxy.key"));
+    CHECK(c.egress.rules().sni == policy::SniMode::log);
+    CHECK(c.egress.inspects_tunnel(443));
+    CHECK_FALSE(c.egress.inspects_tunnel(8443));
+}
+
+TEST_CASE("tunnel inspection defaults to sni = match on 443 and 8443", "[config]") {
+    const auto result = cfg::parse_config(kClients, kSource);
+    REQUIRE(result.config);
+    CHECK(result.config->egress.rules().sni == policy::SniMode::match);
+    CHECK(result.config->egress.inspects_tunnel(443));
+    CHECK(result.config->egress.inspects_tunnel(8443));
+    CHECK_FALSE(result.config->egress.inspects_tunnel(80));
 }
