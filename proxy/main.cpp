@@ -11,6 +11,7 @@
 #include "proxy/asio.hpp"
 #include "proxy/audit_writer.hpp"
 #include "proxy/server.hpp"
+#include "proxy/tls_context.hpp"
 
 namespace {
 
@@ -38,15 +39,25 @@ config::LoadResult load(const std::string& path) {
     return result;
 }
 
-// SIGHUP re-reads the config for new connections; open tunnels keep theirs.
-void reload(const std::string& path, proxy::ConfigHolder& holder) {
+// SIGHUP re-reads the config, and the TLS listener's certificate and key, for new connections;
+// open tunnels keep what they started with. A config or certificate with errors changes nothing.
+void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsContextHolder& tls) {
     auto result = load(path);
     if (!result.config) {
         spdlog::error("reload: {} has {} error(s); keeping the running config", path, result.errors.size());
         return;
     }
-    if (result.config->listen.size() != holder.current()->listen.size()) {
-        spdlog::warn("reload: proxy.listen changes take effect on restart only");
+    if (result.config->listen.size() != holder.current()->listen.size() ||
+        result.config->tls_listen.size() != holder.current()->tls_listen.size()) {
+        spdlog::warn("reload: listener changes take effect on restart only");
+    }
+    if (!result.config->tls_listen.empty()) {
+        try {
+            tls.replace(proxy::load_tls_context(result.config->tls_cert, result.config->tls_key));
+        } catch (const std::exception& e) {
+            spdlog::error("reload: {}; keeping the running config", e.what());
+            return;
+        }
     }
     holder.replace(std::move(result.config));
     spdlog::info("reload: {} applied to new connections", path);
@@ -54,14 +65,18 @@ void reload(const std::string& path, proxy::ConfigHolder& holder) {
 
 int serve(const Options& options, std::shared_ptr<const config::Config> config) {
     proxy::ConfigHolder holder(std::move(config));
+    proxy::TlsContextHolder tls;
+    if (!holder.current()->tls_listen.empty()) {
+        tls.replace(proxy::load_tls_context(holder.current()->tls_cert, holder.current()->tls_key));
+    }
     proxy::AuditWriter audit(holder.current()->audit_path);
-    proxy::Server server(holder, audit);
+    proxy::Server server(holder, tls, audit);
     proxy::asio::io_context signals_io(1);
     proxy::asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
         if (signal == SIGHUP) {
-            reload(options.config_path, holder);
+            reload(options.config_path, holder, tls);
             signals.async_wait(on_signal);
             return;
         }

@@ -10,11 +10,16 @@ namespace egressgate::proxy {
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
+struct Server::Listener {
+    tcp::acceptor acceptor;
+    bool tls;
+};
+
 struct Server::Worker {
     Worker(AuditWriter& audit, const config::DnsSettings& dns) : io(1), resolver(io, dns), context{audit, resolver, {}, {}} {}
     asio::io_context io;
     DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
-    std::vector<tcp::acceptor> acceptors;
+    std::vector<Listener> listeners;
     WorkerContext context;
     std::thread thread;
 };
@@ -39,52 +44,54 @@ std::string to_string(const tcp::endpoint& endpoint) {
 
 }  // namespace
 
-Server::Server(ConfigHolder& config, AuditWriter& audit) : config_(config), audit_(audit) {
+Server::Server(ConfigHolder& config, TlsContextHolder& tls, AuditWriter& audit)
+    : config_(config), tls_(tls), audit_(audit) {
     const auto cfg = config_.current();
     const unsigned count = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(audit_, cfg->dns));
-    bind_listeners();
+    bind_listeners(cfg->listen, false);
+    bind_listeners(cfg->tls_listen, true);
 }
 
 Server::~Server() { stop(std::chrono::seconds(0)); }
 
 // The first worker binds (port 0 gets its port here); the others join the same port.
-void Server::bind_listeners() {
-    for (const auto& listen : config_.current()->listen) {
+void Server::bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls) {
+    for (const auto& listen : addresses) {
         tcp::endpoint endpoint(to_asio(listen.address), listen.port);
         for (auto& worker : workers_) {
-            worker->acceptors.push_back(open_acceptor(worker->io, endpoint));
-            endpoint = worker->acceptors.back().local_endpoint();
+            worker->listeners.push_back(Listener{open_acceptor(worker->io, endpoint), tls});
+            endpoint = worker->listeners.back().acceptor.local_endpoint();
         }
-        spdlog::info("listening on {} ({} workers)", to_string(endpoint), workers_.size());
+        spdlog::info("listening on {}{} ({} workers)", to_string(endpoint), tls ? " (TLS)" : "", workers_.size());
     }
 }
 
 void Server::run() {
     for (auto& worker : workers_) {
-        for (auto& acceptor : worker->acceptors) {
-            asio::co_spawn(worker->io, accept_loop(*worker, acceptor), asio::detached);
+        for (auto& listener : worker->listeners) {
+            asio::co_spawn(worker->io, accept_loop(*worker, listener), asio::detached);
         }
         worker->thread = std::thread([&io = worker->io] { io.run(); });
     }
 }
 
-awaitable<void> Server::accept_loop(Worker& worker, tcp::acceptor& acceptor) {
-    while (acceptor.is_open()) {
+awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
+    while (listener.acceptor.is_open()) {
         error_code ec;
-        tcp::socket client = co_await acceptor.async_accept(with_error(ec));
+        tcp::socket client = co_await listener.acceptor.async_accept(with_error(ec));
         if (ec == asio::error::operation_aborted) break;
         if (ec) {
             // Out of descriptors or a connection reset before accept: keep serving the others.
             spdlog::warn("accept failed: {}", ec.message());
             continue;
         }
-        accept_client(worker, std::move(client));
+        accept_client(worker, std::move(client), listener.tls);
     }
 }
 
 // Clients outside [clients] allow are closed before a single byte is read from them.
-void Server::accept_client(Worker& worker, tcp::socket client) {
+void Server::accept_client(Worker& worker, tcp::socket client, bool tls) {
     error_code ec;
     const auto peer = client.remote_endpoint(ec);
     if (ec) return;
@@ -100,7 +107,14 @@ void Server::accept_client(Worker& worker, tcp::socket client) {
         return;
     }
     client.set_option(tcp::no_delay(true), ec);
-    std::make_shared<Session>(std::move(client), std::move(config), worker.context, std::move(record))->start();
+    if (tls) {
+        TlsStream stream(std::move(client), *tls_.current());
+        std::make_shared<Session<TlsStream>>(std::move(stream), std::move(config), worker.context, std::move(record))
+            ->start();
+    } else {
+        std::make_shared<Session<tcp::socket>>(std::move(client), std::move(config), worker.context, std::move(record))
+            ->start();
+    }
 }
 
 std::size_t Server::open_sessions() const {
@@ -113,7 +127,7 @@ void Server::stop(std::chrono::steady_clock::duration drain_timeout) {
     if (workers_.empty()) return;
     for (auto& worker : workers_) {
         asio::post(worker->io, [&w = *worker] {
-            for (auto& acceptor : w.acceptors) acceptor.close();
+            for (auto& listener : w.listeners) listener.acceptor.close();
         });
     }
     const auto deadline = std::chrono::steady_clock::now() + drain_timeout;

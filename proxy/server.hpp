@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/session.hpp"
+#include "proxy/tls_context.hpp"
 
 namespace egressgate::proxy {
 
@@ -39,7 +40,8 @@ private:
 class Server {
 public:
     // Binds every listener (throws on failure: start-up only) and logs each bound address.
-    Server(ConfigHolder& config, AuditWriter& audit);
+    // TLS listeners take their certificate from `tls` at each accept.
+    Server(ConfigHolder& config, TlsContextHolder& tls, AuditWriter& audit);
     ~Server();
 
     void run();  // starts the worker threads
@@ -50,11 +52,14 @@ public:
 private:
     struct Worker;
 
-    awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor);
-    void accept_client(Worker& worker, tcp::socket client);
-    void bind_listeners();
+    struct Listener;
+
+    awaitable<void> accept_loop(Worker& worker, Listener& listener);
+    void accept_client(Worker& worker, tcp::socket client, bool tls);
+    void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
 
     ConfigHolder& config_;
+    TlsContextHolder& tls_;
     AuditWriter& audit_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::atomic<std::uint64_t> next_connection_id_{1};

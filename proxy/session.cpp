@@ -1,6 +1,7 @@
 #include "proxy/session.hpp"
 
 #include "proxy/audit_writer.hpp"
+#include "tls/client_hello.hpp"
 
 namespace egressgate::proxy {
 
@@ -9,6 +10,19 @@ using std::chrono::steady_clock;
 namespace {
 std::int64_t elapsed_ms(steady_clock::time_point since) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - since).count();
+}
+
+// The policy's view of what the parser saw.
+policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {
+    using Kind = policy::TunnelStart::Kind;
+    if (parse.status == tls::HelloParse::Status::complete) return {Kind::client_hello, parse.hello.server_name};
+    return {parse.error == tls::HelloError::not_tls ? Kind::not_tls : Kind::malformed_hello, std::nullopt};
+}
+
+std::string joined(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
+    return out;
 }
 }  // namespace
 
@@ -23,37 +37,50 @@ audit::Record accepted_record(const config::Config& config, const tcp::endpoint&
     return record;
 }
 
-Session::Session(tcp::socket client, std::shared_ptr<const config::Config> config, WorkerContext& context,
+template <typename ClientStream>
+Session<ClientStream>::Session(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& context,
                  audit::Record record)
     : client_(std::move(client)),
-      upstream_(client_.get_executor()),
+      upstream_(socket_of(client_).get_executor()),
       config_(std::move(config)),
       context_(context),
       record_(std::move(record)),
       dialer_(context.resolver),
-      deadline_timer_(client_.get_executor()) {}
+      deadline_timer_(socket_of(client_).get_executor()) {}
 
-void Session::start() {
-    context_.sessions.insert(this);
+template <typename ClientStream>
+void Session<ClientStream>::start() {
+    context_.sessions.insert(static_cast<SessionBase*>(this));
     ++context_.open_sessions;
-    set_phase(Phase::reading_head, config_->timeouts.header);
-    asio::co_spawn(client_.get_executor(), watchdog(shared_from_this()), asio::detached);
-    asio::co_spawn(client_.get_executor(), run(shared_from_this()), asio::detached);
+    set_phase(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
+    const auto executor = socket_of(client_).get_executor();
+    asio::co_spawn(executor, watchdog(this->shared_from_this()), asio::detached);
+    asio::co_spawn(executor, run(this->shared_from_this()), asio::detached);
 }
 
-void Session::shutdown() {
+template <typename ClientStream>
+void Session<ClientStream>::shutdown() {
     if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::shutdown;
     dialer_.cancel();
     close_sockets();
 }
 
-awaitable<void> Session::run([[maybe_unused]] std::shared_ptr<Session> self) {
+template <typename ClientStream>
+awaitable<void> Session<ClientStream>::run([[maybe_unused]] std::shared_ptr<Session> self) {
+    const error_code handshake = co_await accept_handshake(client_);
+    if (handshake) {
+        if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::tls_handshake_failed;
+        finish();
+        co_return;
+    }
+    phase_ = Phase::reading_head;
     const bool have_head = co_await read_request_head();
     if (have_head) co_await handle_request(parser_.head());
     if (pumps_running_ == 0) finish();
 }
 
-awaitable<bool> Session::read_request_head() {
+template <typename ClientStream>
+awaitable<bool> Session<ClientStream>::read_request_head() {
     for (;;) {
         error_code ec;
         const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
@@ -76,7 +103,8 @@ awaitable<bool> Session::read_request_head() {
     }
 }
 
-awaitable<void> Session::handle_request(const http::RequestHead& head) {
+template <typename ClientStream>
+awaitable<void> Session<ClientStream>::handle_request(const http::RequestHead& head) {
     record_.method = head.method;
     if (!head.is_connect()) {
         co_await reject(http::Failure::method_not_allowed, http::reason::method_not_allowed);
@@ -97,10 +125,11 @@ awaitable<void> Session::handle_request(const http::RequestHead& head) {
         co_return;
     }
     const bool connected = co_await dial(*target);
-    if (connected) co_await open_tunnel();
+    if (connected) co_await open_tunnel(*target);
 }
 
-awaitable<bool> Session::dial(const policy::Target& target) {
+template <typename ClientStream>
+awaitable<bool> Session<ClientStream>::dial(const policy::Target& target) {
     const auto started = steady_clock::now();
     set_phase(Phase::resolving, config_->dns.timeout);
     const auto addresses = co_await dialer_.resolve(*config_, target);
@@ -124,7 +153,8 @@ awaitable<bool> Session::dial(const policy::Target& target) {
     co_return false;
 }
 
-awaitable<void> Session::open_tunnel() {
+template <typename ClientStream>
+awaitable<void> Session<ClientStream>::open_tunnel(const policy::Target& target) {
     set_phase(Phase::tunneling, config_->timeouts.idle);
     last_activity_ = steady_clock::now();
     error_code ec;
@@ -134,6 +164,11 @@ awaitable<void> Session::open_tunnel() {
         co_return;
     }
     record_.status = 200;
+    if (config_->egress.inspects_tunnel(target.port)) {
+        const bool permitted = co_await inspect_tunnel_start(target);
+        if (!permitted) co_return;
+        set_phase(Phase::tunneling, config_->timeouts.idle);
+    }
     if (!pipelined_.empty()) {
         co_await asio::async_write(upstream_, asio::buffer(pipelined_), with_error(ec));
         if (ec) {
@@ -145,20 +180,62 @@ awaitable<void> Session::open_tunnel() {
     }
     tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
     pumps_running_ = 2;
-    asio::co_spawn(client_.get_executor(), run_pump(shared_from_this(), Direction::up), asio::detached);
-    asio::co_spawn(client_.get_executor(), run_pump(shared_from_this(), Direction::down), asio::detached);
+    const auto executor = socket_of(client_).get_executor();
+    asio::co_spawn(executor, run_pump(this->shared_from_this(), Direction::up), asio::detached);
+    asio::co_spawn(executor, run_pump(this->shared_from_this(), Direction::down), asio::detached);
 }
 
-awaitable<void> Session::run_pump(std::shared_ptr<Session> self, Direction direction) {
+// Reads the tunnel's first bytes until the ClientHello is complete (or proves not to be one)
+// and lets the policy judge it. Nothing reaches the upstream before that; the peeked bytes are
+// forwarded unchanged when the tunnel is allowed. Refusal closes the tunnel: the client already
+// has its 200, so there is no status left to send.
+template <typename ClientStream>
+awaitable<bool> Session<ClientStream>::inspect_tunnel_start(const policy::Target& target) {
+    set_phase(Phase::inspecting, config_->timeouts.header);
+    const auto as_bytes = [this] {
+        return std::span(reinterpret_cast<const std::uint8_t*>(pipelined_.data()), pipelined_.size());
+    };
+    tls::HelloParse parse = tls::parse_client_hello(as_bytes());
+    while (parse.status == tls::HelloParse::Status::need_more) {
+        error_code ec;
+        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
+        if (n == 0) {
+            if (!is_end_of_stream(ec)) co_return false;  // reset or our deadline: nothing to judge
+            parse = tls::finish_at_eof(parse);
+            break;
+        }
+        pipelined_.append(head_chunk_.data(), n);
+        parse = tls::parse_client_hello(as_bytes());
+    }
+    if (parse.status == tls::HelloParse::Status::complete) {
+        record_.sni = parse.hello.server_name.value_or("");
+        record_.alpn = joined(parse.hello.alpn);
+    }
+    const policy::Decision verdict = config_->egress.check_tunnel_start(target, tunnel_start_of(parse));
+    if (verdict.verdict == policy::Verdict::allow) co_return true;
+    record_decision(verdict);
+    if (verdict.permits()) co_return true;
+    record_.close_reason = audit::close_reason::rejected;
+    close_sockets();
+    co_return false;
+}
+
+template <typename ClientStream>
+awaitable<void> Session<ClientStream>::run_pump(std::shared_ptr<Session> self, Direction direction) {
     const bool up = direction == Direction::up;
     std::span<char> buffer(tunnel_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
-    const PumpEnd end = co_await pump(up ? client_ : upstream_, up ? upstream_ : client_, buffer,
-                                      up ? record_.bytes_up : record_.bytes_down, last_activity_);
+    PumpEnd end;  // no co_await inside ?: (see asio.hpp)
+    if (up) {
+        end = co_await pump(client_, upstream_, buffer, record_.bytes_up, last_activity_);
+    } else {
+        end = co_await pump(upstream_, client_, buffer, record_.bytes_down, last_activity_);
+    }
     self->on_pump_end(direction, end);
 }
 
 // A reset on either side ends the tunnel; EOF only ends its own direction.
-void Session::on_pump_end(Direction direction, PumpEnd end) {
+template <typename ClientStream>
+void Session<ClientStream>::on_pump_end(Direction direction, PumpEnd end) {
     if (end != PumpEnd::eof) {
         const bool client_side = (direction == Direction::up) == (end == PumpEnd::read_error);
         if (record_.close_reason.empty()) {
@@ -169,10 +246,13 @@ void Session::on_pump_end(Direction direction, PumpEnd end) {
     if (--pumps_running_ == 0) finish();
 }
 
-awaitable<void> Session::reject(http::Failure failure, std::string_view reason, std::string_view detail) {
+template <typename ClientStream>
+awaitable<void> Session<ClientStream>::reject(http::Failure failure, std::string_view reason, std::string_view detail) {
     record_.status = http::status_for(failure);
     record_.reason = reason;
-    if (record_.decision.empty() || failure == http::Failure::denied) record_.decision = policy::to_string(policy::Verdict::deny);
+    if (record_.decision.empty() || failure == http::Failure::denied) {
+        record_.decision = policy::to_string(policy::Verdict::deny);
+    }
     if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::rejected;
     set_phase(Phase::rejecting, kRejectLinger);
     const std::string response = http::render_rejection(failure, reason, detail);
@@ -181,18 +261,20 @@ awaitable<void> Session::reject(http::Failure failure, std::string_view reason, 
     if (ec) co_return;
     // Read what the client still sends until it closes, so that closing with unread bytes does
     // not reset the connection before the client has read our answer.
-    client_.shutdown(tcp::socket::shutdown_send, ec);
+    shutdown_send(client_);
     while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
 }
 
-void Session::record_decision(const policy::Decision& decision) {
+template <typename ClientStream>
+void Session<ClientStream>::record_decision(const policy::Decision& decision) {
     record_.decision = policy::to_string(decision.verdict);
     record_.reason = decision.reason;
     record_.rule = decision.rule;
 }
 
 // The watchdog owns every deadline of the session: header, resolve, connect, idle, linger.
-awaitable<void> Session::watchdog([[maybe_unused]] std::shared_ptr<Session> self) {
+template <typename ClientStream>
+awaitable<void> Session<ClientStream>::watchdog([[maybe_unused]] std::shared_ptr<Session> self) {
     while (!finished_) {
         deadline_timer_.expires_at(current_deadline());
         error_code ec;
@@ -201,50 +283,66 @@ awaitable<void> Session::watchdog([[maybe_unused]] std::shared_ptr<Session> self
     }
 }
 
-void Session::set_phase(Phase phase, std::chrono::milliseconds budget) {
+template <typename ClientStream>
+void Session<ClientStream>::set_phase(Phase phase, std::chrono::milliseconds budget) {
     phase_ = phase;
     phase_deadline_ = steady_clock::now() + budget;
     deadline_timer_.cancel();  // the watchdog re-arms for the new deadline
 }
 
-steady_clock::time_point Session::current_deadline() const {
+template <typename ClientStream>
+steady_clock::time_point Session<ClientStream>::current_deadline() const {
     if (phase_ == Phase::tunneling) return last_activity_ + config_->timeouts.idle;
     return phase_deadline_;
 }
 
-void Session::on_deadline() {
+template <typename ClientStream>
+void Session<ClientStream>::on_deadline() {
     const Phase expired = phase_;
     phase_ = Phase::closing;
     phase_deadline_ = steady_clock::time_point::max();
     timed_out_ = true;
-    error_code ec;
     switch (expired) {
-    case Phase::reading_head: record_.close_reason = audit::close_reason::header_timeout; client_.close(ec); break;
+    case Phase::handshaking:
+    case Phase::reading_head:
+    case Phase::inspecting:
+        record_.close_reason = audit::close_reason::header_timeout;
+        close_sockets();
+        break;
     case Phase::resolving: dialer_.cancel(); break;
-    case Phase::connecting: upstream_.close(ec); break;
+    case Phase::connecting: {
+        error_code ignored;
+        upstream_.close(ignored);
+        break;
+    }
     case Phase::tunneling: record_.close_reason = audit::close_reason::idle_timeout; close_sockets(); break;
     case Phase::rejecting:
     case Phase::closing: close_sockets(); break;
     }
 }
 
-void Session::close_sockets() {
+template <typename ClientStream>
+void Session<ClientStream>::close_sockets() {
     error_code ec;
-    client_.close(ec);
+    socket_of(client_).close(ec);
     upstream_.close(ec);
 }
 
-void Session::finish() {
+template <typename ClientStream>
+void Session<ClientStream>::finish() {
     if (finished_) return;
     finished_ = true;
     deadline_timer_.cancel();
     close_sockets();
-    context_.sessions.erase(this);
+    context_.sessions.erase(static_cast<SessionBase*>(this));
     if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
     record_.duration_ms = elapsed_ms(accepted_at_);
     record_.time = std::chrono::system_clock::now();
     context_.audit.write(audit::format_line(record_));
     --context_.open_sessions;
 }
+
+template class Session<tcp::socket>;
+template class Session<TlsStream>;
 
 }  // namespace egressgate::proxy

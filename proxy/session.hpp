@@ -1,6 +1,7 @@
 #pragma once
-// One client connection: read the CONNECT head, decide, dial, then relay until both directions end.
-// A session lives on one worker's single-threaded io_context, so its state needs no locks.
+// One client connection: read the CONNECT head, decide, dial, inspect the tunnel's first bytes,
+// then relay until both directions end. A session lives on one worker's single-threaded
+// io_context, so its state needs no locks.
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -11,6 +12,7 @@
 #include "audit/audit_record.hpp"
 #include "config/config.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/client_stream.hpp"
 #include "proxy/dialer.hpp"
 #include "proxy/request_head.hpp"
 #include "proxy/responses.hpp"
@@ -19,7 +21,6 @@
 namespace egressgate::proxy {
 
 class AuditWriter;
-class Session;
 
 // How long a rejected client may take to read our answer before the connection is closed.
 inline constexpr std::chrono::milliseconds kRejectLinger{2000};
@@ -28,29 +29,38 @@ inline constexpr std::size_t kHeadReadChunk = 4096;
 // Bytes of an unusable request target that are kept for the audit line.
 inline constexpr std::size_t kMaxAuditedTargetBytes = 512;
 
+// What the server needs of any session, whatever its client stream.
+class SessionBase {
+public:
+    virtual ~SessionBase() = default;
+    // The proxy is stopping and the drain deadline passed: end now, audited as "shutdown".
+    virtual void shutdown() = 0;
+};
+
 // The sessions of one worker, so that shutdown can reach the ones still open.
-using SessionRegistry = std::unordered_set<Session*>;
+using SessionRegistry = std::unordered_set<SessionBase*>;
 
 struct WorkerContext {
     AuditWriter& audit;
     DnsResolver& resolver;
-    SessionRegistry sessions;                 // touched only on the worker's thread
+    SessionRegistry sessions;                   // touched only on the worker's thread
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
 };
 
 // The audit record of a connection as known at accept: who, from where.
 audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id);
 
-class Session : public std::enable_shared_from_this<Session> {
+// ClientStream is tcp::socket, or TlsStream for clients of the TLS listener.
+template <typename ClientStream>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<ClientStream>> {
 public:
-    Session(tcp::socket client, std::shared_ptr<const config::Config> config, WorkerContext& context,
+    Session(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& context,
             audit::Record record);
     void start();
-    // The proxy is stopping and the drain deadline passed: end now, audited as "shutdown".
-    void shutdown();
+    void shutdown() override;
 
 private:
-    enum class Phase { reading_head, resolving, connecting, tunneling, rejecting, closing };
+    enum class Phase { handshaking, reading_head, resolving, connecting, inspecting, tunneling, rejecting, closing };
     enum class Direction { up, down };
 
     // Each spawned coroutine holds `self`, so the session lives as long as any of them runs.
@@ -58,7 +68,8 @@ private:
     awaitable<bool> read_request_head();
     awaitable<void> handle_request(const http::RequestHead& head);
     awaitable<bool> dial(const policy::Target& target);
-    awaitable<void> open_tunnel();
+    awaitable<void> open_tunnel(const policy::Target& target);
+    awaitable<bool> inspect_tunnel_start(const policy::Target& target);
     awaitable<void> run_pump(std::shared_ptr<Session> self, Direction direction);
     awaitable<void> reject(http::Failure failure, std::string_view reason, std::string_view detail = {});
     awaitable<void> watchdog(std::shared_ptr<Session> self);
@@ -71,7 +82,7 @@ private:
     void close_sockets();
     void finish();
 
-    tcp::socket client_;
+    ClientStream client_;
     tcp::socket upstream_;
     std::shared_ptr<const config::Config> config_;
     WorkerContext& context_;
@@ -87,8 +98,11 @@ private:
     int pumps_running_ = 0;
     http::RequestHeadParser parser_;
     std::array<char, kHeadReadChunk> head_chunk_{};
-    std::string pipelined_;  // bytes the client sent behind the CONNECT head
+    std::string pipelined_;  // bytes the client sent behind the CONNECT head, then the ClientHello
     std::unique_ptr<char[]> tunnel_buffers_;
 };
+
+extern template class Session<tcp::socket>;
+extern template class Session<TlsStream>;
 
 }  // namespace egressgate::proxy

@@ -1,11 +1,12 @@
 #pragma once
-// One direction of a tunnel: read from one socket, write all of it to the other, repeat. A pump
+// One direction of a tunnel: read from one stream, write all of it to the other, repeat. A pump
 // never reads more than it has written (backpressure), and turns EOF into a write shutdown.
 #include <chrono>
 #include <cstdint>
 #include <span>
 
 #include "proxy/asio.hpp"
+#include "proxy/client_stream.hpp"
 
 namespace egressgate::proxy {
 
@@ -19,7 +20,23 @@ enum class PumpEnd {
 };
 
 // `bytes` counts what was delivered to the sink; `last_activity` is refreshed on every chunk.
-awaitable<PumpEnd> pump(tcp::socket& source, tcp::socket& sink, std::span<char> buffer, std::uint64_t& bytes,
-                        std::chrono::steady_clock::time_point& last_activity);
+template <typename Source, typename Sink>
+awaitable<PumpEnd> pump(Source& source, Sink& sink, std::span<char> buffer, std::uint64_t& bytes,
+                        std::chrono::steady_clock::time_point& last_activity) {
+    for (;;) {
+        error_code ec;
+        const std::size_t n = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
+        if (n == 0 && is_end_of_stream(ec)) {
+            shutdown_send(sink);
+            co_return PumpEnd::eof;
+        }
+        if (n == 0 && ec) co_return PumpEnd::read_error;
+        last_activity = std::chrono::steady_clock::now();
+        co_await asio::async_write(sink, asio::buffer(buffer.data(), n), with_error(ec));
+        if (ec) co_return PumpEnd::write_error;
+        bytes += n;
+        last_activity = std::chrono::steady_clock::now();
+    }
+}
 
 }  // namespace egressgate::proxy

@@ -42,7 +42,7 @@ STORAGE_NAME = "myvault.blob.core.windows.net"
 AUDIT_FIELDS = (
     "time", "connection_id", "vm", "client_ip", "client_port", "method", "host", "port",
     "resolved", "decision", "reason", "rule", "status", "bytes_up", "bytes_down", "connect_ms",
-    "duration_ms", "close_reason",
+    "duration_ms", "close_reason", "sni", "alpn",
 )
 LISTENING_RE = re.compile(r"listening on (\S+):(\d+)")
 
