@@ -1,6 +1,8 @@
 #pragma once
-// What a session needs from its client connection, for plain TCP and for clients that speak TLS
-// to the proxy itself ([proxy] tls_listen). Sessions and pumps are written once against these.
+// The client side of a session: plain TCP, or TLS for clients of [proxy] tls_listen. One session
+// type serves both; the stream looks like any Asio AsyncStream to the code that reads and writes.
+#include <variant>
+
 #include <boost/asio/ssl.hpp>
 
 #include "proxy/asio.hpp"
@@ -9,9 +11,6 @@ namespace egressgate::proxy {
 
 using TlsStream = asio::ssl::stream<tcp::socket>;
 
-inline tcp::socket& socket_of(tcp::socket& stream) { return stream; }
-inline tcp::socket& socket_of(TlsStream& stream) { return stream.next_layer(); }
-
 // A clean end of the byte stream. A TLS peer that closes TCP without close_notify is treated as
 // EOF too: what it sent was delivered, and tunnels carry their own integrity inside.
 inline bool is_end_of_stream(const error_code& ec) {
@@ -19,20 +18,55 @@ inline bool is_end_of_stream(const error_code& ec) {
 }
 
 // Ends our sending direction, keeping the receiving one open (half close).
-inline void shutdown_send(tcp::socket& stream) {
-    error_code ec;
-    stream.shutdown(tcp::socket::shutdown_send, ec);
+inline void shutdown_send(tcp::socket& socket) {
+    error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
 }
-// TLS has no half close that keeps reading: a close_notify needs its own exchange. The FIN alone
-// tells the client that the tunnel's upstream has finished.
-inline void shutdown_send(TlsStream& stream) { shutdown_send(stream.next_layer()); }
 
-// The server side of the TLS handshake; nothing to do for plain TCP.
-inline awaitable<error_code> accept_handshake(tcp::socket&) { co_return error_code{}; }
-inline awaitable<error_code> accept_handshake(TlsStream& stream) {
-    error_code ec;
-    co_await stream.async_handshake(asio::ssl::stream_base::server, with_error(ec));
-    co_return ec;
-}
+class ClientStream {
+public:
+    using executor_type = tcp::socket::executor_type;
+
+    explicit ClientStream(tcp::socket socket) : stream_(std::move(socket)) {}
+    explicit ClientStream(TlsStream stream) : stream_(std::move(stream)) {}
+
+    executor_type get_executor() { return socket().get_executor(); }
+    tcp::socket& socket() {
+        return std::visit([](auto& s) -> tcp::socket& { return lowest(s); }, stream_);
+    }
+    bool is_tls() const { return std::holds_alternative<TlsStream>(stream_); }
+
+    template <typename Buffers, typename Token>
+    auto async_read_some(const Buffers& buffers, Token&& token) {
+        return std::visit([&](auto& s) { return s.async_read_some(buffers, std::forward<Token>(token)); }, stream_);
+    }
+    template <typename Buffers, typename Token>
+    auto async_write_some(const Buffers& buffers, Token&& token) {
+        return std::visit([&](auto& s) { return s.async_write_some(buffers, std::forward<Token>(token)); }, stream_);
+    }
+
+    // The server side of the TLS handshake; nothing to do for plain TCP.
+    awaitable<error_code> handshake() {
+        error_code ec;
+        if (auto* tls = std::get_if<TlsStream>(&stream_)) {
+            co_await tls->async_handshake(asio::ssl::stream_base::server, with_error(ec));
+        }
+        co_return ec;
+    }
+
+    // TLS has no half close that keeps reading (close_notify needs its own exchange): the FIN
+    // alone tells the client that the upstream has finished.
+    void shutdown_send() { proxy::shutdown_send(socket()); }
+    void close() {
+        error_code ignored;
+        socket().close(ignored);
+    }
+
+private:
+    static tcp::socket& lowest(tcp::socket& s) { return s; }
+    static tcp::socket& lowest(TlsStream& s) { return s.next_layer(); }
+
+    std::variant<tcp::socket, TlsStream> stream_;
+};
 
 }  // namespace egressgate::proxy

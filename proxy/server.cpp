@@ -107,14 +107,9 @@ void Server::accept_client(Worker& worker, tcp::socket client, bool tls) {
         return;
     }
     client.set_option(tcp::no_delay(true), ec);
-    if (tls) {
-        TlsStream stream(std::move(client), *tls_.current());
-        std::make_shared<Session<TlsStream>>(std::move(stream), std::move(config), worker.context, std::move(record))
-            ->start();
-    } else {
-        std::make_shared<Session<tcp::socket>>(std::move(client), std::move(config), worker.context, std::move(record))
-            ->start();
-    }
+    ClientStream stream = tls ? ClientStream(TlsStream(std::move(client), *tls_.current()))
+                              : ClientStream(std::move(client));
+    std::make_shared<Session>(std::move(stream), std::move(config), worker.context, std::move(record))->start();
 }
 
 std::size_t Server::open_sessions() const {

@@ -37,37 +37,33 @@ audit::Record accepted_record(const config::Config& config, const tcp::endpoint&
     return record;
 }
 
-template <typename ClientStream>
-Session<ClientStream>::Session(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& context,
+Session::Session(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& context,
                  audit::Record record)
     : client_(std::move(client)),
-      upstream_(socket_of(client_).get_executor()),
+      upstream_(client_.socket().get_executor()),
       config_(std::move(config)),
       context_(context),
       record_(std::move(record)),
       dialer_(context.resolver),
-      deadline_timer_(socket_of(client_).get_executor()) {}
+      deadline_timer_(client_.socket().get_executor()) {}
 
-template <typename ClientStream>
-void Session<ClientStream>::start() {
-    context_.sessions.insert(static_cast<SessionBase*>(this));
+void Session::start() {
+    context_.sessions.insert(this);
     ++context_.open_sessions;
     set_phase(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
-    const auto executor = socket_of(client_).get_executor();
-    asio::co_spawn(executor, watchdog(this->shared_from_this()), asio::detached);
-    asio::co_spawn(executor, run(this->shared_from_this()), asio::detached);
+    const auto executor = client_.socket().get_executor();
+    asio::co_spawn(executor, watchdog(shared_from_this()), asio::detached);
+    asio::co_spawn(executor, run(shared_from_this()), asio::detached);
 }
 
-template <typename ClientStream>
-void Session<ClientStream>::shutdown() {
+void Session::shutdown() {
     if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::shutdown;
     dialer_.cancel();
     close_sockets();
 }
 
-template <typename ClientStream>
-awaitable<void> Session<ClientStream>::run([[maybe_unused]] std::shared_ptr<Session> self) {
-    const error_code handshake = co_await accept_handshake(client_);
+awaitable<void> Session::run([[maybe_unused]] std::shared_ptr<Session> self) {
+    const error_code handshake = co_await client_.handshake();
     if (handshake) {
         if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::tls_handshake_failed;
         finish();
@@ -79,8 +75,7 @@ awaitable<void> Session<ClientStream>::run([[maybe_unused]] std::shared_ptr<Sess
     if (pumps_running_ == 0) finish();
 }
 
-template <typename ClientStream>
-awaitable<bool> Session<ClientStream>::read_request_head() {
+awaitable<bool> Session::read_request_head() {
     for (;;) {
         error_code ec;
         const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
@@ -103,8 +98,7 @@ awaitable<bool> Session<ClientStream>::read_request_head() {
     }
 }
 
-template <typename ClientStream>
-awaitable<void> Session<ClientStream>::handle_request(const http::RequestHead& head) {
+awaitable<void> Session::handle_request(const http::RequestHead& head) {
     record_.method = head.method;
     if (!head.is_connect()) {
         co_await reject(http::Failure::method_not_allowed, http::reason::method_not_allowed);
@@ -128,8 +122,7 @@ awaitable<void> Session<ClientStream>::handle_request(const http::RequestHead& h
     if (connected) co_await open_tunnel(*target);
 }
 
-template <typename ClientStream>
-awaitable<bool> Session<ClientStream>::dial(const policy::Target& target) {
+awaitable<bool> Session::dial(const policy::Target& target) {
     const auto started = steady_clock::now();
     set_phase(Phase::resolving, config_->dns.timeout);
     const auto addresses = co_await dialer_.resolve(*config_, target);
@@ -153,8 +146,7 @@ awaitable<bool> Session<ClientStream>::dial(const policy::Target& target) {
     co_return false;
 }
 
-template <typename ClientStream>
-awaitable<void> Session<ClientStream>::open_tunnel(const policy::Target& target) {
+awaitable<void> Session::open_tunnel(const policy::Target& target) {
     set_phase(Phase::tunneling, config_->timeouts.idle);
     last_activity_ = steady_clock::now();
     error_code ec;
@@ -180,17 +172,16 @@ awaitable<void> Session<ClientStream>::open_tunnel(const policy::Target& target)
     }
     tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
     pumps_running_ = 2;
-    const auto executor = socket_of(client_).get_executor();
-    asio::co_spawn(executor, run_pump(this->shared_from_this(), Direction::up), asio::detached);
-    asio::co_spawn(executor, run_pump(this->shared_from_this(), Direction::down), asio::detached);
+    const auto executor = client_.socket().get_executor();
+    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::up), asio::detached);
+    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::down), asio::detached);
 }
 
 // Reads the tunnel's first bytes until the ClientHello is complete (or proves not to be one)
 // and lets the policy judge it. Nothing reaches the upstream before that; the peeked bytes are
 // forwarded unchanged when the tunnel is allowed. Refusal closes the tunnel: the client already
 // has its 200, so there is no status left to send.
-template <typename ClientStream>
-awaitable<bool> Session<ClientStream>::inspect_tunnel_start(const policy::Target& target) {
+awaitable<bool> Session::inspect_tunnel_start(const policy::Target& target) {
     set_phase(Phase::inspecting, config_->timeouts.header);
     const auto as_bytes = [this] {
         return std::span(reinterpret_cast<const std::uint8_t*>(pipelined_.data()), pipelined_.size());
@@ -220,8 +211,7 @@ awaitable<bool> Session<ClientStream>::inspect_tunnel_start(const policy::Target
     co_return false;
 }
 
-template <typename ClientStream>
-awaitable<void> Session<ClientStream>::run_pump(std::shared_ptr<Session> self, Direction direction) {
+awaitable<void> Session::run_pump(std::shared_ptr<Session> self, Direction direction) {
     const bool up = direction == Direction::up;
     std::span<char> buffer(tunnel_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
     PumpEnd end;  // no co_await inside ?: (see asio.hpp)
@@ -234,8 +224,7 @@ awaitable<void> Session<ClientStream>::run_pump(std::shared_ptr<Session> self, D
 }
 
 // A reset on either side ends the tunnel; EOF only ends its own direction.
-template <typename ClientStream>
-void Session<ClientStream>::on_pump_end(Direction direction, PumpEnd end) {
+void Session::on_pump_end(Direction direction, PumpEnd end) {
     if (end != PumpEnd::eof) {
         const bool client_side = (direction == Direction::up) == (end == PumpEnd::read_error);
         if (record_.close_reason.empty()) {
@@ -246,8 +235,7 @@ void Session<ClientStream>::on_pump_end(Direction direction, PumpEnd end) {
     if (--pumps_running_ == 0) finish();
 }
 
-template <typename ClientStream>
-awaitable<void> Session<ClientStream>::reject(http::Failure failure, std::string_view reason, std::string_view detail) {
+awaitable<void> Session::reject(http::Failure failure, std::string_view reason, std::string_view detail) {
     record_.status = http::status_for(failure);
     record_.reason = reason;
     if (record_.decision.empty() || failure == http::Failure::denied) {
@@ -261,20 +249,18 @@ awaitable<void> Session<ClientStream>::reject(http::Failure failure, std::string
     if (ec) co_return;
     // Read what the client still sends until it closes, so that closing with unread bytes does
     // not reset the connection before the client has read our answer.
-    shutdown_send(client_);
+    client_.shutdown_send();
     while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
 }
 
-template <typename ClientStream>
-void Session<ClientStream>::record_decision(const policy::Decision& decision) {
+void Session::record_decision(const policy::Decision& decision) {
     record_.decision = policy::to_string(decision.verdict);
     record_.reason = decision.reason;
     record_.rule = decision.rule;
 }
 
 // The watchdog owns every deadline of the session: header, resolve, connect, idle, linger.
-template <typename ClientStream>
-awaitable<void> Session<ClientStream>::watchdog([[maybe_unused]] std::shared_ptr<Session> self) {
+awaitable<void> Session::watchdog([[maybe_unused]] std::shared_ptr<Session> self) {
     while (!finished_) {
         deadline_timer_.expires_at(current_deadline());
         error_code ec;
@@ -283,21 +269,18 @@ awaitable<void> Session<ClientStream>::watchdog([[maybe_unused]] std::shared_ptr
     }
 }
 
-template <typename ClientStream>
-void Session<ClientStream>::set_phase(Phase phase, std::chrono::milliseconds budget) {
+void Session::set_phase(Phase phase, std::chrono::milliseconds budget) {
     phase_ = phase;
     phase_deadline_ = steady_clock::now() + budget;
     deadline_timer_.cancel();  // the watchdog re-arms for the new deadline
 }
 
-template <typename ClientStream>
-steady_clock::time_point Session<ClientStream>::current_deadline() const {
+steady_clock::time_point Session::current_deadline() const {
     if (phase_ == Phase::tunneling) return last_activity_ + config_->timeouts.idle;
     return phase_deadline_;
 }
 
-template <typename ClientStream>
-void Session<ClientStream>::on_deadline() {
+void Session::on_deadline() {
     const Phase expired = phase_;
     phase_ = Phase::closing;
     phase_deadline_ = steady_clock::time_point::max();
@@ -321,28 +304,23 @@ void Session<ClientStream>::on_deadline() {
     }
 }
 
-template <typename ClientStream>
-void Session<ClientStream>::close_sockets() {
+void Session::close_sockets() {
     error_code ec;
-    socket_of(client_).close(ec);
+    client_.socket().close(ec);
     upstream_.close(ec);
 }
 
-template <typename ClientStream>
-void Session<ClientStream>::finish() {
+void Session::finish() {
     if (finished_) return;
     finished_ = true;
     deadline_timer_.cancel();
     close_sockets();
-    context_.sessions.erase(static_cast<SessionBase*>(this));
+    context_.sessions.erase(this);
     if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
     record_.duration_ms = elapsed_ms(accepted_at_);
     record_.time = std::chrono::system_clock::now();
     context_.audit.write(audit::format_line(record_));
     --context_.open_sessions;
 }
-
-template class Session<tcp::socket>;
-template class Session<TlsStream>;
 
 }  // namespace egressgate::proxy

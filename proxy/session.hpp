@@ -29,16 +29,10 @@ inline constexpr std::size_t kHeadReadChunk = 4096;
 // Bytes of an unusable request target that are kept for the audit line.
 inline constexpr std::size_t kMaxAuditedTargetBytes = 512;
 
-// What the server needs of any session, whatever its client stream.
-class SessionBase {
-public:
-    virtual ~SessionBase() = default;
-    // The proxy is stopping and the drain deadline passed: end now, audited as "shutdown".
-    virtual void shutdown() = 0;
-};
+class Session;
 
 // The sessions of one worker, so that shutdown can reach the ones still open.
-using SessionRegistry = std::unordered_set<SessionBase*>;
+using SessionRegistry = std::unordered_set<Session*>;
 
 struct WorkerContext {
     AuditWriter& audit;
@@ -50,14 +44,13 @@ struct WorkerContext {
 // The audit record of a connection as known at accept: who, from where.
 audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id);
 
-// ClientStream is tcp::socket, or TlsStream for clients of the TLS listener.
-template <typename ClientStream>
-class Session final : public SessionBase, public std::enable_shared_from_this<Session<ClientStream>> {
+class Session : public std::enable_shared_from_this<Session> {
 public:
     Session(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& context,
             audit::Record record);
     void start();
-    void shutdown() override;
+    // The proxy is stopping and the drain deadline passed: end now, audited as "shutdown".
+    void shutdown();
 
 private:
     enum class Phase { handshaking, reading_head, resolving, connecting, inspecting, tunneling, rejecting, closing };
@@ -101,8 +94,5 @@ private:
     std::string pipelined_;  // bytes the client sent behind the CONNECT head, then the ClientHello
     std::unique_ptr<char[]> tunnel_buffers_;
 };
-
-extern template class Session<tcp::socket>;
-extern template class Session<TlsStream>;
 
 }  // namespace egressgate::proxy

@@ -19,7 +19,11 @@ enum class PumpEnd {
     write_error,  // the sink reset or failed
 };
 
+inline void end_sending(tcp::socket& socket) { shutdown_send(socket); }
+inline void end_sending(ClientStream& client) { client.shutdown_send(); }
+
 // `bytes` counts what was delivered to the sink; `last_activity` is refreshed on every chunk.
+// Source and Sink are tcp::socket or ClientStream.
 template <typename Source, typename Sink>
 awaitable<PumpEnd> pump(Source& source, Sink& sink, std::span<char> buffer, std::uint64_t& bytes,
                         std::chrono::steady_clock::time_point& last_activity) {
@@ -27,7 +31,7 @@ awaitable<PumpEnd> pump(Source& source, Sink& sink, std::span<char> buffer, std:
         error_code ec;
         const std::size_t n = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
         if (n == 0 && is_end_of_stream(ec)) {
-            shutdown_send(sink);
+            end_sending(sink);
             co_return PumpEnd::eof;
         }
         if (n == 0 && ec) co_return PumpEnd::read_error;

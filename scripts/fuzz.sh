@@ -38,10 +38,14 @@ mkdir -p "$build/artifacts"
 
 echo "fuzzing the ClientHello parser for ${seconds}s"
 status=0
-# -max_len past kMaxClientHelloBytes so that inputs can reach the cap with real bytes.
+# -max_len past kMaxClientHelloBytes so that inputs can reach the cap with real bytes. libFuzzer's
+# progress lines go to a log; its final statistics are printed.
+log="$build/fuzz_client_hello.log"
 "$build/tests/fuzz_client_hello" -max_total_time="$seconds" -max_len=20000 -print_final_stats=1 \
-  -artifact_prefix="$build/artifacts/" "$corpus" || status=$?
+  -artifact_prefix="$build/artifacts/" "$corpus" >"$log" 2>&1 || status=$?
+grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log" || true
 if [ "$status" -ne 0 ]; then
+  tail -n 60 "$log" >&2
   echo "fuzz_client_hello failed (exit $status): reproduce with $build/tests/fuzz_client_hello <artifact>" >&2
   ls -1 "$build/artifacts" >&2
 fi
