@@ -375,7 +375,7 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
 // --- [proxy] ---------------------------------------------------------------------------------
 
 void ConfigBuilder::proxy_section(const toml::table& t) {
-    check_known_keys(t, "proxy", {"listen", "workers", "tls_listen", "tls_cert", "tls_key"});
+    check_known_keys(t, "proxy", {"listen", "workers", "x_forwarded_for", "tls_listen", "tls_cert", "tls_key"});
     if (const toml::node* listen = t.get("listen")) {
         config_->listen.clear();
         if (const auto* array = array_of(*listen, "proxy.listen", "\"ip:port\" strings")) {
@@ -388,6 +388,14 @@ void ConfigBuilder::proxy_section(const toml::table& t) {
     }
     if (const toml::node* workers = t.get("workers")) {
         if (auto n = integer_in(*workers, "proxy.workers", 0, kMaxWorkers)) config_->workers = static_cast<unsigned>(*n);
+    }
+    if (const toml::node* xff = t.get("x_forwarded_for")) {
+        if (xff->is_boolean()) {
+            config_->x_forwarded_for = *xff->value<bool>();
+        } else {
+            error("proxy.x_forwarded_for", echo(*xff), xff->source(),
+                  "expected true or false, got " + std::string(type_name(xff->type())));
+        }
     }
     proxy_tls(t);
 }

@@ -38,6 +38,7 @@ struct Timeouts {
 struct Config {
     std::vector<ListenAddress> listen;  // [proxy] listen, at least one
     unsigned workers = 0;               // [proxy] workers; 0 = one per core
+    bool x_forwarded_for = false;       // [proxy] x_forwarded_for: tell origins the client's IP
     // [proxy] tls_listen: listeners for clients that speak TLS to the proxy itself
     // (curl --proxy https://...). tls_cert and tls_key (PEM paths, relative to the config file's
     // directory) are required when it is set; they are loaded at start and on reload.

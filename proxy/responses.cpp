@@ -9,7 +9,6 @@ std::string_view status_text(int status) {
     switch (status) {
     case 400: return "Bad Request";
     case 403: return "Forbidden";
-    case 405: return "Method Not Allowed";
     case 431: return "Request Header Fields Too Large";
     case 502: return "Bad Gateway";
     case 504: return "Gateway Timeout";
@@ -32,7 +31,6 @@ int status_for(Failure failure) {
     switch (failure) {
     case Failure::malformed_request:
     case Failure::invalid_target: return 400;
-    case Failure::method_not_allowed: return 405;
     case Failure::head_too_large: return 431;
     case Failure::denied: return 403;
     case Failure::resolve_failed:
@@ -46,7 +44,6 @@ int status_for(Failure failure) {
 std::string_view default_reason(Failure failure) {
     switch (failure) {
     case Failure::malformed_request: return reason::malformed_request;
-    case Failure::method_not_allowed: return reason::method_not_allowed;
     case Failure::head_too_large: return reason::request_head_too_large;
     case Failure::resolve_failed: return reason::resolve_failed;
     case Failure::connect_failed: return reason::connect_failed;
@@ -64,11 +61,10 @@ std::string render_rejection(Failure failure, std::string_view reason, std::stri
     std::string body = fmt::format("egressgate: {} {}: {}", status, status_text(status), safe_reason);
     if (!detail.empty()) body += fmt::format(" ({})", printable(detail));
     body += '\n';
-    std::string allow = failure == Failure::method_not_allowed ? "Allow: CONNECT\r\n" : "";
     return fmt::format(
-        "HTTP/1.1 {} {}\r\n{}: {}\r\n{}Content-Type: text/plain\r\nContent-Length: {}\r\n"
+        "HTTP/1.1 {} {}\r\n{}: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n"
         "Connection: close\r\n\r\n{}",
-        status, status_text(status), kReasonHeader, safe_reason, allow, body.size(), body);
+        status, status_text(status), kReasonHeader, safe_reason, body.size(), body);
 }
 
 }  // namespace egressgate::http

@@ -6,9 +6,8 @@
 namespace egressgate::http {
 
 enum class Failure {
-    malformed_request,   // 400
+    malformed_request,   // 400 (the reason says what was wrong)
     invalid_target,      // 400: the CONNECT authority is not host:port
-    method_not_allowed,  // 405
     head_too_large,      // 431
     denied,              // 403: policy said no (reason and rule come from the Decision)
     resolve_failed,      // 502
@@ -20,12 +19,23 @@ enum class Failure {
 // Fixed reason strings for failures that are not policy decisions (those use policy::reason).
 namespace reason {
 inline constexpr std::string_view malformed_request = "malformed_request";
-inline constexpr std::string_view method_not_allowed = "method_not_allowed";
 inline constexpr std::string_view request_head_too_large = "request_head_too_large";
 inline constexpr std::string_view resolve_failed = "resolve_failed";
 inline constexpr std::string_view connect_failed = "connect_failed";
 inline constexpr std::string_view resolve_timeout = "resolve_timeout";
 inline constexpr std::string_view connect_timeout = "connect_timeout";
+inline constexpr std::string_view upstream_failed = "upstream_failed";  // broke off mid-response
+// Requests this proxy will not forward (400).
+inline constexpr std::string_view origin_form_target = "origin_form_target";
+inline constexpr std::string_view use_connect_for_https = "use_connect_for_https";
+inline constexpr std::string_view unsupported_scheme = "unsupported_scheme";
+inline constexpr std::string_view content_length_with_transfer_encoding = "content_length_with_transfer_encoding";
+inline constexpr std::string_view conflicting_content_length = "conflicting_content_length";
+inline constexpr std::string_view invalid_content_length = "invalid_content_length";
+inline constexpr std::string_view unsupported_transfer_encoding = "unsupported_transfer_encoding";
+inline constexpr std::string_view obsolete_line_folding = "obsolete_line_folding";
+inline constexpr std::string_view invalid_header_value = "invalid_header_value";
+inline constexpr std::string_view invalid_header_name = "invalid_header_name";
 }  // namespace reason
 
 // The response header that carries the reason, for clients and for admins reading client logs.

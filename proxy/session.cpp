@@ -45,7 +45,8 @@ Session::Session(ClientStream client, std::shared_ptr<const config::Config> conf
       context_(context),
       record_(std::move(record)),
       dialer_(context.resolver),
-      deadline_timer_(client_.socket().get_executor()) {}
+      deadline_timer_(client_.socket().get_executor()),
+      upload_finished_(client_.socket().get_executor()) {}
 
 void Session::start() {
     context_.sessions.insert(this);
@@ -75,33 +76,34 @@ awaitable<void> Session::run([[maybe_unused]] std::shared_ptr<Session> self) {
     if (pumps_running_ == 0) finish();
 }
 
+// Parses the next request head from what the client already sent (pipelined_) and what it
+// sends next. On success pipelined_ holds the bytes behind the head.
 awaitable<bool> Session::read_request_head() {
     for (;;) {
+        const auto status = parser_.feed(pipelined_);
+        pipelined_.erase(0, parser_.consumed());
+        if (status == http::MessageParser::Status::head_complete) co_return true;
+        if (status == http::MessageParser::Status::message_complete) continue;  // the previous one's end
+        if (status == http::MessageParser::Status::error) {
+            const bool too_large = parser_.error() == http::HeadError::too_large;
+            co_await reject(too_large ? http::Failure::head_too_large : http::Failure::malformed_request,
+                            parser_.error_reason(), parser_.error_detail());
+            co_return false;
+        }
         error_code ec;
         const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
-        if (ec) {
+        if (n == 0) {
             if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::client_closed;
             co_return false;
         }
-        switch (parser_.feed({head_chunk_.data(), n})) {
-        case http::RequestHeadParser::Status::need_more: continue;
-        case http::RequestHeadParser::Status::complete:
-            pipelined_.assign(head_chunk_.data() + parser_.consumed_in_last_feed(), n - parser_.consumed_in_last_feed());
-            co_return true;
-        case http::RequestHeadParser::Status::error:
-            const bool too_large = parser_.error() == http::HeadError::too_large;
-            co_await reject(too_large ? http::Failure::head_too_large : http::Failure::malformed_request,
-                            too_large ? http::reason::request_head_too_large : http::reason::malformed_request,
-                            parser_.error_detail());
-            co_return false;
-        }
+        pipelined_.append(head_chunk_.data(), n);
     }
 }
 
-awaitable<void> Session::handle_request(const http::RequestHead& head) {
+awaitable<void> Session::handle_request(const http::MessageHead& head) {
     record_.method = head.method;
     if (!head.is_connect()) {
-        co_await reject(http::Failure::method_not_allowed, http::reason::method_not_allowed);
+        co_await forward_requests();
         co_return;
     }
     const auto target = policy::parse_authority(head.target);
@@ -276,7 +278,7 @@ void Session::set_phase(Phase phase, std::chrono::milliseconds budget) {
 }
 
 steady_clock::time_point Session::current_deadline() const {
-    if (phase_ == Phase::tunneling) return last_activity_ + config_->timeouts.idle;
+    if (phase_ == Phase::tunneling || phase_ == Phase::exchanging) return last_activity_ + config_->timeouts.idle;
     return phase_deadline_;
 }
 
@@ -298,7 +300,11 @@ void Session::on_deadline() {
         upstream_.close(ignored);
         break;
     }
-    case Phase::tunneling: record_.close_reason = audit::close_reason::idle_timeout; close_sockets(); break;
+    case Phase::tunneling:
+    case Phase::exchanging:
+        record_.close_reason = audit::close_reason::idle_timeout;
+        close_sockets();
+        break;
     case Phase::rejecting:
     case Phase::closing: close_sockets(); break;
     }
@@ -316,10 +322,12 @@ void Session::finish() {
     deadline_timer_.cancel();
     close_sockets();
     context_.sessions.erase(this);
-    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
-    record_.duration_ms = elapsed_ms(accepted_at_);
-    record_.time = std::chrono::system_clock::now();
-    context_.audit.write(audit::format_line(record_));
+    if (record_open_) {
+        if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
+        record_.duration_ms = elapsed_ms(request_started_);
+        record_.time = std::chrono::system_clock::now();
+        context_.audit.write(audit::format_line(record_));
+    }
     --context_.open_sessions;
 }
 

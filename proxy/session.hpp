@@ -14,7 +14,8 @@
 #include "proxy/asio.hpp"
 #include "proxy/client_stream.hpp"
 #include "proxy/dialer.hpp"
-#include "proxy/request_head.hpp"
+#include "proxy/forwarding.hpp"
+#include "proxy/http_message.hpp"
 #include "proxy/responses.hpp"
 #include "proxy/tunnel.hpp"
 
@@ -53,19 +54,32 @@ public:
     void shutdown();
 
 private:
-    enum class Phase { handshaking, reading_head, resolving, connecting, inspecting, tunneling, rejecting, closing };
+    enum class Phase {
+        handshaking, reading_head, resolving, connecting, inspecting, tunneling, exchanging, rejecting, closing
+    };
     enum class Direction { up, down };
+    enum class ResponseEnd { complete, client_failed, upstream_failed };
 
     // Each spawned coroutine holds `self`, so the session lives as long as any of them runs.
     awaitable<void> run(std::shared_ptr<Session> self);
     awaitable<bool> read_request_head();
-    awaitable<void> handle_request(const http::RequestHead& head);
+    awaitable<void> handle_request(const http::MessageHead& head);
     awaitable<bool> dial(const policy::Target& target);
     awaitable<void> open_tunnel(const policy::Target& target);
     awaitable<bool> inspect_tunnel_start(const policy::Target& target);
     awaitable<void> run_pump(std::shared_ptr<Session> self, Direction direction);
     awaitable<void> reject(http::Failure failure, std::string_view reason, std::string_view detail = {});
     awaitable<void> watchdog(std::shared_ptr<Session> self);
+
+    // Absolute-form HTTP forwarding (session_http.cpp): one request after the other on the
+    // client connection, each decided, forwarded and audited on its own.
+    awaitable<void> forward_requests();
+    awaitable<bool> forward_request(const http::MessageHead& head);
+    awaitable<bool> reach_upstream(const policy::Target& target);
+    awaitable<void> upload_body(std::shared_ptr<Session> self);
+    awaitable<ResponseEnd> relay_response(const http::MessageHead& request);
+    awaitable<bool> write_to_client(std::string_view bytes);
+    void audit_request();
 
     void record_decision(const policy::Decision& decision);
     void set_phase(Phase phase, std::chrono::milliseconds budget);
@@ -89,10 +103,23 @@ private:
     bool timed_out_ = false;
     bool finished_ = false;
     int pumps_running_ = 0;
-    http::RequestHeadParser parser_;
+    http::MessageParser parser_;
     std::array<char, kHeadReadChunk> head_chunk_{};
     std::string pipelined_;  // bytes the client sent behind the CONNECT head, then the ClientHello
-    std::unique_ptr<char[]> tunnel_buffers_;
+    std::unique_ptr<char[]> tunnel_buffers_;  // two kTunnelBufferBytes halves: up, down
+
+    // HTTP forwarding state, kept across the requests of one client connection.
+    std::string upstream_authority_;  // "host:port" the upstream socket is connected to
+    std::unique_ptr<http::MessageParser> response_parser_;
+    std::string response_pending_;    // upstream bytes not parsed yet
+    std::string outbound_;            // framed bytes on their way to a peer
+    bool upload_running_ = false;
+    bool upload_failed_ = false;
+    bool close_client_after_ = false;  // the response was delimited by close, or the client asked
+    bool upstream_spent_ = false;      // the upstream connection cannot carry another request
+    asio::steady_timer upload_finished_;
+    std::chrono::steady_clock::time_point request_started_ = accepted_at_;
+    bool record_open_ = true;  // record_ describes a request (or connection) not audited yet
 };
 
 }  // namespace egressgate::proxy

@@ -123,13 +123,12 @@ class EnforcePolicyTest(ProxyTestCase):
                                    reason="invalid_host")
         self.assert_upstream_untouched()
 
-    def test_get_request_gets_405(self):
-        request = (f"GET http://{STORAGE_NAME}:{self.echo.port}/ HTTP/1.1\r\n"
-                   f"Host: {STORAGE_NAME}:{self.echo.port}\r\n\r\n").encode()
+    def test_origin_form_request_gets_400_saying_this_is_a_proxy(self):
+        request = f"GET /index.html HTTP/1.1\r\nHost: {STORAGE_NAME}:{self.echo.port}\r\n\r\n".encode()
         response, body, client_port = send_raw(self.proxy, request)
-        reason = self.assert_rejection(response, body, 405)
-        self.assertIn("CONNECT", response.headers.get("allow", ""), response.head)
-        self.assert_denial_audited(self.proxy, client_port, status=405, reason=reason)
+        self.assert_rejection(response, body, 400, "origin_form_target")
+        self.assertIn(b"this is a proxy", body)
+        self.assert_denial_audited(self.proxy, client_port, status=400, reason="origin_form_target")
         self.assert_upstream_untouched()
 
     def test_garbage_request_line_gets_400(self):

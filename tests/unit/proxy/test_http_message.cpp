@@ -3,12 +3,12 @@
 
 #include <string>
 
-#include "proxy/request_head.hpp"
+#include "proxy/http_message.hpp"
 #include "proxy/responses.hpp"
 
 using egressgate::http::HeadError;
-using egressgate::http::RequestHeadParser;
-using Status = RequestHeadParser::Status;
+using egressgate::http::MessageParser;
+using Status = MessageParser::Status;
 
 TEST_CASE("CONNECT heads clients send are parsed", "[http]") {
     struct Case {
@@ -30,12 +30,12 @@ TEST_CASE("CONNECT heads clients send are parsed", "[http]") {
     };
     for (const auto& c : cases) {
         DYNAMIC_SECTION(c.name) {
-            RequestHeadParser parser;
-            REQUIRE(parser.feed(c.bytes) == Status::complete);
+            MessageParser parser;
+            REQUIRE(parser.feed(c.bytes) == Status::head_complete);
             CHECK(parser.head().is_connect());
             CHECK(parser.head().target == c.target);
             CHECK(parser.head().version_minor == c.minor);
-            CHECK(parser.consumed_in_last_feed() == c.bytes.size());
+            CHECK(parser.consumed() == c.bytes.size());
             if (c.host_header) {
                 CHECK(parser.head().header("host") == std::string_view(c.host_header));
             } else {
@@ -48,20 +48,20 @@ TEST_CASE("CONNECT heads clients send are parsed", "[http]") {
 TEST_CASE("bytes behind the head are left for the tunnel", "[http]") {
     const std::string head = "CONNECT a.blob.core.windows.net:443 HTTP/1.1\r\n\r\n";
     const std::string hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 9);
-    RequestHeadParser parser;
-    REQUIRE(parser.feed(head + hello) == Status::complete);
-    CHECK(parser.consumed_in_last_feed() == head.size());
+    MessageParser parser;
+    REQUIRE(parser.feed(head + hello) == Status::head_complete);
+    CHECK(parser.consumed() == head.size());
 }
 
 TEST_CASE("a head split across reads completes at its end", "[http]") {
     const std::string head = "CONNECT a.blob.core.windows.net:443 HTTP/1.1\r\nHost: a.blob.core.windows.net:443\r\n\r\nXY";
-    RequestHeadParser parser;
+    MessageParser parser;
     Status status = Status::need_more;
     std::size_t fed = 0;
     for (; fed < head.size() && status == Status::need_more; ++fed) status = parser.feed(head.substr(fed, 1));
-    REQUIRE(status == Status::complete);
+    REQUIRE(status == Status::head_complete);
     CHECK(fed == head.size() - 2);  // stopped at the byte that ended the head
-    CHECK(parser.consumed_in_last_feed() == 1);
+    CHECK(parser.consumed() == 1);
     CHECK(parser.head().header("host") == std::string_view("a.blob.core.windows.net:443"));
 }
 
@@ -69,10 +69,10 @@ TEST_CASE("a header value split across reads is not mistaken for line folding", 
     const std::string head = "CONNECT a.b:443 HTTP/1.1\r\nUser-Agent: curl/7.88 extra words\r\n\r\n";
     for (std::size_t split = 1; split < head.size(); ++split) {
         INFO("split at " << split);
-        RequestHeadParser parser;
+        MessageParser parser;
         Status status = parser.feed(head.substr(0, split));
         if (status == Status::need_more) status = parser.feed(head.substr(split));
-        REQUIRE(status == Status::complete);
+        REQUIRE(status == Status::head_complete);
         CHECK(parser.head().header("user-agent") == std::string_view("curl/7.88 extra words"));
     }
 }
@@ -81,7 +81,7 @@ TEST_CASE("line folding is refused wherever the reads split it", "[http]") {
     const std::string head = "CONNECT a.b:443 HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
     for (std::size_t split = 1; split < head.size(); ++split) {
         INFO("split at " << split);
-        RequestHeadParser parser;
+        MessageParser parser;
         Status status = parser.feed(head.substr(0, split));
         if (status == Status::need_more) status = parser.feed(head.substr(split));
         CHECK(status == Status::error);
@@ -104,7 +104,7 @@ TEST_CASE("malformed heads are refused", "[http]") {
     };
     for (const auto& c : cases) {
         DYNAMIC_SECTION(c.name) {
-            RequestHeadParser parser;
+            MessageParser parser;
             CHECK(parser.feed(c.bytes) == Status::error);
             CHECK(parser.error() == HeadError::malformed);
             CHECK_FALSE(parser.error_detail().empty());
@@ -114,7 +114,7 @@ TEST_CASE("malformed heads are refused", "[http]") {
 
 TEST_CASE("heads over the named limits are refused as too large", "[http]") {
     SECTION("bytes") {
-        RequestHeadParser parser;
+        MessageParser parser;
         const std::string line = "X-Filler: " + std::string(1000, 'a') + "\r\n";
         Status status = parser.feed("CONNECT a.b:443 HTTP/1.1\r\n");
         for (int i = 0; i < 20 && status == Status::need_more; ++i) status = parser.feed(line);
@@ -124,7 +124,7 @@ TEST_CASE("heads over the named limits are refused as too large", "[http]") {
     SECTION("header count") {
         std::string head = "CONNECT a.b:443 HTTP/1.1\r\n";
         for (std::size_t i = 0; i <= egressgate::http::kMaxHeaderCount; ++i) head += "X: y\r\n";
-        RequestHeadParser parser;
+        MessageParser parser;
         CHECK(parser.feed(head + "\r\n") == Status::error);
         CHECK(parser.error() == HeadError::too_large);
     }
@@ -137,7 +137,7 @@ TEST_CASE("every failure maps to one status and carries its reason", "[http]") {
         int status;
     };
     const Case cases[] = {
-        {Failure::malformed_request, 400}, {Failure::invalid_target, 400}, {Failure::method_not_allowed, 405},
+        {Failure::malformed_request, 400}, {Failure::invalid_target, 400},
         {Failure::head_too_large, 431},    {Failure::denied, 403},         {Failure::resolve_failed, 502},
         {Failure::connect_failed, 502},    {Failure::resolve_timeout, 504}, {Failure::connect_timeout, 504},
     };

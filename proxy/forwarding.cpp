@@ -1,0 +1,145 @@
+#include "proxy/forwarding.hpp"
+
+#include <strings.h>
+
+#include <array>
+
+#include <fmt/format.h>
+
+#include "proxy/responses.hpp"
+
+namespace egressgate::http {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool starts_with_nocase(std::string_view text, std::string_view prefix) {
+    return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1), plus the proxy's own credentials.
+constexpr std::array kHopByHop = {
+    std::string_view("Connection"), std::string_view("Keep-Alive"),        std::string_view("Proxy-Connection"),
+    std::string_view("Proxy-Authorization"), std::string_view("TE"),      std::string_view("Trailer"),
+    std::string_view("Upgrade"),    std::string_view("Transfer-Encoding"), std::string_view("Proxy-Authenticate"),
+};
+
+// Whether `name` is listed in any Connection header of `head`.
+bool named_by_connection(const MessageHead& head, std::string_view name) {
+    for (const auto& [field, value] : head.headers) {
+        if (!iequals(field, "Connection")) continue;
+        std::string_view rest = value;
+        while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            if (iequals(trim(rest.substr(0, comma)), name)) return true;
+            rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+        }
+    }
+    return false;
+}
+
+bool is_hop_by_hop(const MessageHead& head, std::string_view name) {
+    for (auto h : kHopByHop) {
+        if (iequals(h, name)) return true;
+    }
+    return named_by_connection(head, name);
+}
+
+void append_end_to_end_headers(std::string& out, const MessageHead& head, std::string_view also_drop) {
+    for (const auto& [name, value] : head.headers) {
+        if (is_hop_by_hop(head, name) || iequals(name, also_drop)) continue;
+        out += name;
+        out += ": ";
+        out += value;
+        out += "\r\n";
+    }
+}
+
+// The Via header: the received value(s) with ours appended (RFC 9110 7.6.3).
+void append_via(std::string& out, const MessageHead& head) {
+    std::string via;
+    for (const auto& [name, value] : head.headers) {
+        if (iequals(name, "Via")) via += std::string(via.empty() ? "" : ", ") + value;
+    }
+    out += "Via: " + (via.empty() ? std::string() : via + ", ") + "1.1 egressgate\r\n";
+}
+
+std::string host_header(const policy::Target& target) {
+    const std::string host = target.literal && !target.literal->is_v4() ? "[" + target.host + "]" : target.host;
+    return target.port == 80 ? host : host + ":" + std::to_string(target.port);
+}
+
+}  // namespace
+
+ClassifiedTarget classify_target(std::string_view t) {
+    if (t.starts_with('/') || t == "*") return {TargetForm::origin, std::nullopt};
+    const auto scheme_end = t.find("://");
+    if (scheme_end == std::string_view::npos) {
+        return {policy::parse_authority(t) ? TargetForm::authority : TargetForm::invalid, std::nullopt};
+    }
+    if (starts_with_nocase(t, "https://")) return {TargetForm::absolute_https, std::nullopt};
+    if (!starts_with_nocase(t, "http://")) return {TargetForm::other_scheme, std::nullopt};
+    const std::string_view rest = t.substr(7);
+    const auto path_start = rest.find_first_of("/?");
+    const std::string_view authority = rest.substr(0, path_start);
+    std::string origin_form(path_start == std::string_view::npos ? "" : rest.substr(path_start));
+    // A fragment is never sent on the wire; one here is a client bug or a smuggling attempt.
+    if (origin_form.find('#') != std::string::npos) return {TargetForm::invalid, std::nullopt};
+    if (origin_form.empty() || origin_form.front() == '?') origin_form.insert(0, "/");
+    auto target = policy::parse_authority(authority, 80);
+    if (!target) return {TargetForm::invalid, std::nullopt};
+    return {TargetForm::absolute_http, AbsoluteTarget{std::move(*target), std::move(origin_form)}};
+}
+
+std::optional<std::string_view> request_framing_violation(const MessageHead& head) {
+    const std::size_t encodings = head.header_count("Transfer-Encoding");
+    if (encodings == 0) return std::nullopt;
+    if (encodings > 1 || !iequals(trim(*head.header("Transfer-Encoding")), "chunked")) {
+        return reason::unsupported_transfer_encoding;
+    }
+    return std::nullopt;
+}
+
+std::string upstream_request_head(const MessageHead& head, const AbsoluteTarget& target, const ForwardOptions& options) {
+    std::string out = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\n", head.method, target.origin_form, host_header(target.target));
+    for (const auto& [name, value] : head.headers) {
+        if (is_hop_by_hop(head, name) || iequals(name, "Host") || iequals(name, "Via")) continue;
+        if (options.x_forwarded_for && iequals(name, "X-Forwarded-For")) continue;
+        out += name + ": " + value + "\r\n";
+    }
+    if (head.framing == BodyFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
+    append_via(out, head);
+    if (options.x_forwarded_for) {
+        const auto earlier = head.header("X-Forwarded-For");
+        out += fmt::format("X-Forwarded-For: {}{}\r\n", earlier ? std::string(*earlier) + ", " : "", options.client_ip);
+    }
+    out += "\r\n";
+    return out;
+}
+
+std::string client_response_head(const MessageHead& head, bool close_client, bool chunked_to_client) {
+    std::string out = fmt::format("HTTP/1.1 {} {}\r\n", head.status, head.reason_phrase);
+    append_end_to_end_headers(out, head, "Via");
+    if (chunked_to_client) out += "Transfer-Encoding: chunked\r\n";
+    append_via(out, head);
+    if (close_client) out += "Connection: close\r\n";
+    out += "\r\n";
+    return out;
+}
+
+void append_chunk(std::string& out, std::string_view payload) {
+    if (payload.empty()) return;  // an empty chunk would end the body
+    fmt::format_to(std::back_inserter(out), "{:x}\r\n", payload.size());
+    out += payload;
+    out += "\r\n";
+}
+
+}  // namespace egressgate::http

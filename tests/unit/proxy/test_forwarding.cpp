@@ -1,0 +1,188 @@
+// Forwarding rules for absolute-form HTTP: targets, framing checks, rewritten heads, chunking.
+#include <catch.hpp>
+
+#include "proxy/forwarding.hpp"
+#include "proxy/http_message.hpp"
+#include "proxy/responses.hpp"
+
+using namespace egressgate::http;
+
+namespace {
+MessageHead parse_head(const std::string& bytes, MessageKind kind = MessageKind::request) {
+    MessageParser parser(kind);
+    REQUIRE(parser.feed(bytes) == MessageParser::Status::head_complete);
+    return parser.head();
+}
+}  // namespace
+
+TEST_CASE("request targets are classified", "[http][forward]") {
+    struct Case {
+        const char* name;
+        const char* target;
+        TargetForm form;
+        const char* host;
+        int port;
+        const char* origin_form;
+    };
+    const Case cases[] = {
+        {"plain http", "http://a.blob.core.windows.net/c/b?x=1", TargetForm::absolute_http, "a.blob.core.windows.net", 80, "/c/b?x=1"},
+        {"scheme case and port", "HTTP://A.blob.core.windows.net:8080/", TargetForm::absolute_http, "a.blob.core.windows.net", 8080, "/"},
+        {"no path", "http://a.example", TargetForm::absolute_http, "a.example", 80, "/"},
+        {"query without path", "http://a.example?q", TargetForm::absolute_http, "a.example", 80, "/?q"},
+        {"IPv6 literal", "http://[2001:db8::1]:81/x", TargetForm::absolute_http, "2001:db8::1", 81, "/x"},
+        {"https", "https://a.example/", TargetForm::absolute_https, "", 0, ""},
+        {"ftp", "ftp://a.example/", TargetForm::other_scheme, "", 0, ""},
+        {"origin form", "/index.html", TargetForm::origin, "", 0, ""},
+        {"asterisk", "*", TargetForm::origin, "", 0, ""},
+        {"authority form", "a.example:443", TargetForm::authority, "", 0, ""},
+        {"userinfo", "http://user@a.example/", TargetForm::invalid, "", 0, ""},
+        {"fragment", "http://a.example/#frag", TargetForm::invalid, "", 0, ""},
+        {"empty host", "http:///x", TargetForm::invalid, "", 0, ""},
+        {"bad port", "http://a.example:99999/", TargetForm::invalid, "", 0, ""},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            const auto classified = classify_target(c.target);
+            CHECK(classified.form == c.form);
+            if (c.form == TargetForm::absolute_http) {
+                REQUIRE(classified.absolute);
+                CHECK(classified.absolute->target.host == c.host);
+                CHECK(classified.absolute->target.port == c.port);
+                CHECK(classified.absolute->origin_form == c.origin_form);
+            }
+        }
+    }
+}
+
+TEST_CASE("only a Transfer-Encoding of exactly chunked is forwarded", "[http][forward]") {
+    CHECK_FALSE(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")));
+    CHECK_FALSE(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\n\r\n")));
+    CHECK(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")) ==
+          reason::unsupported_transfer_encoding);
+    CHECK(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")) ==
+          reason::unsupported_transfer_encoding);
+}
+
+TEST_CASE("the upstream gets origin form, a Host from the URI and no hop-by-hop headers", "[http][forward]") {
+    const auto head = parse_head(
+        "GET http://a.example:8080/p?q HTTP/1.1\r\nHost: evil.example\r\nX-First: 1\r\nConnection: close, X-Secret\r\n"
+        "X-Secret: s\r\nKeep-Alive: 5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic x\r\nTE: trailers\r\n"
+        "Upgrade: websocket\r\nVia: 1.0 other\r\nX-Last: 2\r\n\r\n");
+    const auto target = classify_target(head.target).absolute;
+    REQUIRE(target);
+    const std::string out = upstream_request_head(head, *target, {"10.0.1.4", false});
+    CHECK(out ==
+          "GET /p?q HTTP/1.1\r\nHost: a.example:8080\r\nX-First: 1\r\nX-Last: 2\r\nVia: 1.0 other, 1.1 egressgate\r\n\r\n");
+    const std::string with_xff = upstream_request_head(head, *target, {"10.0.1.4", true});
+    CHECK(with_xff.find("X-Forwarded-For: 10.0.1.4\r\n") != std::string::npos);
+}
+
+TEST_CASE("a chunked request stays chunked; Content-Length stays as it was", "[http][forward]") {
+    const auto chunked = parse_head("PUT http://a.example/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(upstream_request_head(chunked, *classify_target(chunked.target).absolute, {}) ==
+          "PUT / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nVia: 1.1 egressgate\r\n\r\n");
+    const auto sized = parse_head("PUT http://a.example/ HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+    CHECK(upstream_request_head(sized, *classify_target(sized.target).absolute, {}) ==
+          "PUT / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 10\r\nVia: 1.1 egressgate\r\n\r\n");
+}
+
+TEST_CASE("the client gets the response head with Via, and Connection: close when it will be closed", "[http][forward]") {
+    const auto head = parse_head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nX-Ms: 1\r\n\r\n",
+                                 MessageKind::response);
+    CHECK(client_response_head(head, false, false) == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Ms: 1\r\nVia: 1.1 egressgate\r\n\r\n");
+    CHECK(client_response_head(head, true, false) ==
+          "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Ms: 1\r\nVia: 1.1 egressgate\r\nConnection: close\r\n\r\n");
+}
+
+TEST_CASE("chunked framing never emits an empty chunk before the end", "[http][forward]") {
+    std::string out;
+    append_chunk(out, "");
+    CHECK(out.empty());
+    append_chunk(out, std::string(26, 'x'));
+    CHECK(out == "1a\r\n" + std::string(26, 'x') + "\r\n");
+}
+
+TEST_CASE("the parser streams bodies and stops at each message's end", "[http][forward]") {
+    MessageParser parser;
+    std::string input = "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+                        "GET http://b/ HTTP/1.1\r\n\r\n";
+    std::string_view rest = input;
+    REQUIRE(parser.feed(rest) == MessageParser::Status::head_complete);
+    CHECK(parser.head().framing == BodyFraming::chunked);
+    rest.remove_prefix(parser.consumed());
+    REQUIRE(parser.feed(rest) == MessageParser::Status::message_complete);
+    CHECK(parser.body() == "hello");
+    CHECK(parser.head().headers.size() == 1);  // the trailer is dropped
+    rest.remove_prefix(parser.consumed());
+    REQUIRE(parser.feed(rest) == MessageParser::Status::head_complete);
+    CHECK(parser.head().target == "http://b/");
+    rest.remove_prefix(parser.consumed());
+    CHECK(parser.feed(rest) == MessageParser::Status::message_complete);  // no body: ends at once
+}
+
+TEST_CASE("responses: interim 1xx, bodies delimited by close, HEAD without body", "[http][forward]") {
+    SECTION("100 Continue then the final response") {
+        MessageParser parser(MessageKind::response);
+        std::string input = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+        std::string_view rest = input;
+        REQUIRE(parser.feed(rest) == MessageParser::Status::head_complete);
+        CHECK(parser.head().status == 100);
+        rest.remove_prefix(parser.consumed());
+        REQUIRE(parser.feed(rest) == MessageParser::Status::message_complete);
+        rest.remove_prefix(parser.consumed());
+        REQUIRE(parser.feed(rest) == MessageParser::Status::head_complete);
+        CHECK(parser.head().status == 201);
+        rest.remove_prefix(parser.consumed());
+        REQUIRE(parser.feed(rest) == MessageParser::Status::message_complete);
+        CHECK(parser.body() == "ok");
+    }
+    SECTION("a body delimited by close ends at finish()") {
+        MessageParser parser(MessageKind::response);
+        std::string input = "HTTP/1.0 200 OK\r\n\r\nall of it";
+        REQUIRE(parser.feed(input) == MessageParser::Status::head_complete);
+        CHECK(parser.head().framing == BodyFraming::until_close);
+        CHECK(parser.feed(std::string_view(input).substr(parser.consumed())) == MessageParser::Status::need_more);
+        CHECK(parser.finish() == MessageParser::Status::message_complete);
+        CHECK(parser.body() == "all of it");
+    }
+    SECTION("a cut-off body is an error at finish()") {
+        MessageParser parser(MessageKind::response);
+        std::string input = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort";
+        REQUIRE(parser.feed(input) == MessageParser::Status::head_complete);
+        CHECK(parser.feed(std::string_view(input).substr(parser.consumed())) == MessageParser::Status::need_more);
+        CHECK(parser.finish() == MessageParser::Status::error);
+    }
+    SECTION("the response to HEAD has no body whatever it says") {
+        MessageParser parser(MessageKind::response);
+        REQUIRE(parser.feed("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n") == MessageParser::Status::head_complete);
+        parser.skip_body();
+        CHECK(parser.feed("") == MessageParser::Status::message_complete);
+    }
+}
+
+TEST_CASE("request refusals carry their own reasons", "[http][forward]") {
+    struct Case {
+        const char* name;
+        std::string bytes;
+        std::string_view reason;
+    };
+    const Case cases[] = {
+        {"CL with TE", "POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         reason::content_length_with_transfer_encoding},
+        {"two CL", "POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", reason::conflicting_content_length},
+        {"bad CL", "POST http://a/ HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", reason::invalid_content_length},
+        {"TE not final chunked", "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+         reason::unsupported_transfer_encoding},
+        {"folding", "GET http://a/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n", reason::obsolete_line_folding},
+        {"bare LF in value", "GET http://a/ HTTP/1.1\r\nX: a\nY: b\r\n\r\n", reason::invalid_header_value},
+        {"space in name", "GET http://a/ HTTP/1.1\r\nX Y: z\r\n\r\n", reason::invalid_header_name},
+        {"at sign in name", "GET http://a/ HTTP/1.1\r\nX@Y: z\r\n\r\n", reason::invalid_header_name},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            MessageParser parser;
+            CHECK(parser.feed(c.bytes) == MessageParser::Status::error);
+            CHECK(parser.error_reason() == c.reason);
+        }
+    }
+}
