@@ -172,7 +172,8 @@ awaitable<void> Session::open_tunnel(const policy::Target& target) {
         record_.bytes_up += pipelined_.size();
         pipelined_ = {};
     }
-    tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
+    // A TLS client's bytes must pass through OpenSSL; a plain one's never need to leave the kernel.
+    if (client_.is_tls()) tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
     pumps_running_ = 2;
     const auto executor = client_.socket().get_executor();
     asio::co_spawn(executor, run_pump(shared_from_this(), Direction::up), asio::detached);
@@ -215,12 +216,20 @@ awaitable<bool> Session::inspect_tunnel_start(const policy::Target& target) {
 
 awaitable<void> Session::run_pump(std::shared_ptr<Session> self, Direction direction) {
     const bool up = direction == Direction::up;
-    std::span<char> buffer(tunnel_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
     PumpEnd end;  // no co_await inside ?: (see asio.hpp)
-    if (up) {
-        end = co_await pump(client_, upstream_, buffer, record_.bytes_up, last_activity_);
+    if (!client_.is_tls()) {
+        if (up) {
+            end = co_await splice_pump(client_.socket(), upstream_, up_pipe_, record_.bytes_up, last_activity_);
+        } else {
+            end = co_await splice_pump(upstream_, client_.socket(), down_pipe_, record_.bytes_down, last_activity_);
+        }
     } else {
-        end = co_await pump(upstream_, client_, buffer, record_.bytes_down, last_activity_);
+        std::span<char> buffer(tunnel_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
+        if (up) {
+            end = co_await pump(client_, upstream_, buffer, record_.bytes_up, last_activity_);
+        } else {
+            end = co_await pump(upstream_, client_, buffer, record_.bytes_down, last_activity_);
+        }
     }
     self->on_pump_end(direction, end);
 }

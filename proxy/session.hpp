@@ -17,6 +17,7 @@
 #include "proxy/forwarding.hpp"
 #include "proxy/http_message.hpp"
 #include "proxy/responses.hpp"
+#include "proxy/splice_pump.hpp"
 #include "proxy/tunnel.hpp"
 
 namespace egressgate::proxy {
@@ -107,6 +108,8 @@ private:
     std::array<char, kHeadReadChunk> head_chunk_{};
     std::string pipelined_;  // bytes the client sent behind the CONNECT head, then the ClientHello
     std::unique_ptr<char[]> tunnel_buffers_;  // two kTunnelBufferBytes halves: up, down
+    SplicePipe up_pipe_;                      // plain-TCP tunnels move bytes with splice(2)
+    SplicePipe down_pipe_;
 
     // HTTP forwarding state, kept across the requests of one client connection.
     std::string upstream_authority_;  // "host:port" the upstream socket is connected to

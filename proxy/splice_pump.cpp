@@ -1,0 +1,82 @@
+#include "proxy/splice_pump.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace egressgate::proxy {
+
+SplicePipe::~SplicePipe() {
+    if (read_fd_ >= 0) ::close(read_fd_);
+    if (write_fd_ >= 0) ::close(write_fd_);
+}
+
+bool SplicePipe::open() {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    return true;
+}
+
+namespace {
+
+constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+// One splice(2), retried on EINTR. Returns bytes moved, 0 at EOF, -1 with errno otherwise.
+ssize_t splice_once(int from, int to, std::size_t length) {
+    for (;;) {
+        const ssize_t n = ::splice(from, nullptr, to, nullptr, length, kSpliceFlags);
+        if (n >= 0 || errno != EINTR) return n;
+    }
+}
+
+// Moves everything in the pipe to the sink, waiting for the sink to drain when it is full.
+awaitable<bool> drain_pipe(SplicePipe& pipe, tcp::socket& sink, std::size_t in_pipe, std::uint64_t& bytes) {
+    while (in_pipe > 0) {
+        const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), in_pipe);
+        if (n > 0) {
+            in_pipe -= static_cast<std::size_t>(n);
+            bytes += static_cast<std::uint64_t>(n);
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN) co_return false;
+        error_code ec;
+        co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));
+        if (ec) co_return false;
+    }
+    co_return true;
+}
+
+}  // namespace
+
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
+                               std::chrono::steady_clock::time_point& last_activity) {
+    error_code ec;
+    source.native_non_blocking(true, ec);
+    sink.native_non_blocking(true, ec);
+    for (;;) {
+        if (!pipe.is_open()) {
+            co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
+            if (ec || !pipe.open()) co_return PumpEnd::read_error;
+        }
+        const ssize_t n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
+        if (n == 0) {
+            shutdown_send(sink);
+            co_return PumpEnd::eof;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN) co_return PumpEnd::read_error;
+            co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
+            if (ec) co_return PumpEnd::read_error;
+            continue;
+        }
+        last_activity = std::chrono::steady_clock::now();
+        const bool drained = co_await drain_pipe(pipe, sink, static_cast<std::size_t>(n), bytes);
+        if (!drained) co_return PumpEnd::write_error;
+        last_activity = std::chrono::steady_clock::now();
+    }
+}
+
+}  // namespace egressgate::proxy
