@@ -16,11 +16,14 @@ struct Server::Listener {
 };
 
 struct Server::Worker {
-    Worker(AuditWriter& audit, const config::DnsSettings& dns) : io(1), resolver(io, dns), context{audit, resolver, {}, {}} {}
+    Worker(AuditWriter& audit, const config::DnsSettings& dns)
+        : io(1), resolver(io, dns), context{audit, resolver, {}, {}}, sweep(io) {}
     asio::io_context io;
     DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
     std::vector<Listener> listeners;
     WorkerContext context;
+    asio::steady_timer sweep;
+    bool stopping = false;
     std::thread thread;
 };
 
@@ -72,6 +75,7 @@ void Server::run() {
         for (auto& listener : worker->listeners) {
             asio::co_spawn(worker->io, accept_loop(*worker, listener), asio::detached);
         }
+        asio::co_spawn(worker->io, sweep_deadlines(*worker), asio::detached);
         worker->thread = std::thread([&io = worker->io] { io.run(); });
     }
 }
@@ -79,22 +83,32 @@ void Server::run() {
 awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
     while (listener.acceptor.is_open()) {
         error_code ec;
-        tcp::socket client = co_await listener.acceptor.async_accept(with_error(ec));
+        tcp::endpoint peer;  // filled by accept itself: no getpeername per connection
+        tcp::socket client = co_await listener.acceptor.async_accept(peer, with_error(ec));
         if (ec == asio::error::operation_aborted) break;
         if (ec) {
             // Out of descriptors or a connection reset before accept: keep serving the others.
             spdlog::warn("accept failed: {}", ec.message());
             continue;
         }
-        accept_client(worker, std::move(client), listener.tls);
+        accept_client(worker, std::move(client), peer, listener.tls);
+    }
+}
+
+// One timer per worker instead of one per session: sessions only note their deadlines.
+awaitable<void> Server::sweep_deadlines(Worker& worker) {
+    while (!worker.stopping) {
+        worker.sweep.expires_after(kDeadlineSweepInterval);
+        error_code ec;
+        co_await worker.sweep.async_wait(with_error(ec));
+        const auto now = std::chrono::steady_clock::now();
+        for (Session* session : worker.context.sessions) session->check_deadline(now);
     }
 }
 
 // Clients outside [clients] allow are closed before a single byte is read from them.
-void Server::accept_client(Worker& worker, tcp::socket client, bool tls) {
+void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
     error_code ec;
-    const auto peer = client.remote_endpoint(ec);
-    if (ec) return;
     auto config = config_.current();
     auto record = accepted_record(*config, peer, next_connection_id_++);
     if (!config->clients.contains(from_asio(peer.address()))) {
@@ -131,8 +145,9 @@ void Server::stop(std::chrono::steady_clock::duration drain_timeout) {
     }
     for (auto& worker : workers_) {
         asio::post(worker->io, [&w = *worker] {
-            const auto open = w.context.sessions;  // shutdown() changes the set
-            for (auto* session : open) session->shutdown();
+            for (auto* session : w.context.sessions) session->shutdown();  // they end on their own
+            w.stopping = true;
+            w.sweep.cancel();
         });
     }
     for (auto& worker : workers_) {

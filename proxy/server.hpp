@@ -17,6 +17,8 @@ namespace egressgate::proxy {
 
 // How long open tunnels may take to finish on their own once the proxy has been told to stop.
 inline constexpr std::chrono::seconds kShutdownDrainTimeout{10};
+// How often each worker checks its sessions' deadlines: the precision of every timeout.
+inline constexpr std::chrono::milliseconds kDeadlineSweepInterval{100};
 
 // The config new connections get. Sessions keep the pointer they started with, so a reload never
 // changes a tunnel under its feet.
@@ -55,7 +57,8 @@ private:
     struct Listener;
 
     awaitable<void> accept_loop(Worker& worker, Listener& listener);
-    void accept_client(Worker& worker, tcp::socket client, bool tls);
+    static awaitable<void> sweep_deadlines(Worker& worker);
+    void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
 
     ConfigHolder& config_;

@@ -45,16 +45,13 @@ Session::Session(ClientStream client, std::shared_ptr<const config::Config> conf
       context_(context),
       record_(std::move(record)),
       dialer_(context.resolver),
-      deadline_timer_(client_.socket().get_executor()),
       upload_finished_(client_.socket().get_executor()) {}
 
 void Session::start() {
     context_.sessions.insert(this);
     ++context_.open_sessions;
     set_phase(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
-    const auto executor = client_.socket().get_executor();
-    asio::co_spawn(executor, watchdog(shared_from_this()), asio::detached);
-    asio::co_spawn(executor, run(shared_from_this()), asio::detached);
+    asio::co_spawn(client_.get_executor(), run(shared_from_this()), asio::detached);
 }
 
 void Session::shutdown() {
@@ -270,20 +267,15 @@ void Session::record_decision(const policy::Decision& decision) {
     record_.rule = decision.rule;
 }
 
-// The watchdog owns every deadline of the session: header, resolve, connect, idle, linger.
-awaitable<void> Session::watchdog([[maybe_unused]] std::shared_ptr<Session> self) {
-    while (!finished_) {
-        deadline_timer_.expires_at(current_deadline());
-        error_code ec;
-        co_await deadline_timer_.async_wait(with_error(ec));
-        if (!finished_ && steady_clock::now() >= current_deadline()) on_deadline();
-    }
+// Every phase has a deadline (header, resolve, connect, idle, linger); the worker's sweep checks
+// them, so moving from phase to phase costs no timer operation.
+void Session::check_deadline(steady_clock::time_point now) {
+    if (!finished_ && now >= current_deadline()) on_deadline();
 }
 
 void Session::set_phase(Phase phase, std::chrono::milliseconds budget) {
     phase_ = phase;
     phase_deadline_ = steady_clock::now() + budget;
-    deadline_timer_.cancel();  // the watchdog re-arms for the new deadline
 }
 
 steady_clock::time_point Session::current_deadline() const {
@@ -328,7 +320,6 @@ void Session::close_sockets() {
 void Session::finish() {
     if (finished_) return;
     finished_ = true;
-    deadline_timer_.cancel();
     close_sockets();
     context_.sessions.erase(this);
     if (record_open_) {

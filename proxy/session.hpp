@@ -53,6 +53,8 @@ public:
     void start();
     // The proxy is stopping and the drain deadline passed: end now, audited as "shutdown".
     void shutdown();
+    // Called by the worker's deadline sweep: ends the current phase if its deadline has passed.
+    void check_deadline(std::chrono::steady_clock::time_point now);
 
 private:
     enum class Phase {
@@ -70,7 +72,6 @@ private:
     awaitable<bool> inspect_tunnel_start(const policy::Target& target);
     awaitable<void> run_pump(std::shared_ptr<Session> self, Direction direction);
     awaitable<void> reject(http::Failure failure, std::string_view reason, std::string_view detail = {});
-    awaitable<void> watchdog(std::shared_ptr<Session> self);
 
     // Absolute-form HTTP forwarding (session_http.cpp): one request after the other on the
     // client connection, each decided, forwarded and audited on its own.
@@ -96,7 +97,6 @@ private:
     WorkerContext& context_;
     audit::Record record_;
     Dialer dialer_;
-    asio::steady_timer deadline_timer_;
     const std::chrono::steady_clock::time_point accepted_at_ = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point phase_deadline_;
     std::chrono::steady_clock::time_point last_activity_;

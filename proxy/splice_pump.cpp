@@ -53,9 +53,9 @@ awaitable<bool> drain_pipe(SplicePipe& pipe, tcp::socket& sink, std::size_t in_p
 
 awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
                                std::chrono::steady_clock::time_point& last_activity) {
+    // Both sockets are already non-blocking: Asio made them so for the reads and the connect
+    // that came before.
     error_code ec;
-    source.native_non_blocking(true, ec);
-    sink.native_non_blocking(true, ec);
     for (;;) {
         if (!pipe.is_open()) {
             co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
