@@ -45,6 +45,8 @@ Session::Session(ClientStream client, std::shared_ptr<const config::Config> conf
       context_(context),
       record_(std::move(record)),
       dialer_(context.resolver),
+      up_pipe_(context.pipes),
+      down_pipe_(context.pipes),
       upload_finished_(client_.socket().get_executor()) {}
 
 void Session::start() {

@@ -39,6 +39,7 @@ using SessionRegistry = std::unordered_set<Session*>;
 struct WorkerContext {
     AuditWriter& audit;
     DnsResolver& resolver;
+    PipePool& pipes;
     SessionRegistry sessions;                   // touched only on the worker's thread
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
 };

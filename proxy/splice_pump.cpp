@@ -4,20 +4,47 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <tuple>
 
 namespace egressgate::proxy {
 
-SplicePipe::~SplicePipe() {
-    if (read_fd_ >= 0) ::close(read_fd_);
-    if (write_fd_ >= 0) ::close(write_fd_);
+PipePool::~PipePool() {
+    for (auto [r, w] : pipes_) {
+        ::close(r);
+        ::close(w);
+    }
 }
 
-bool SplicePipe::open() {
+bool PipePool::acquire(int& read_fd, int& write_fd) {
+    if (!pipes_.empty()) {
+        std::tie(read_fd, write_fd) = pipes_.back();
+        pipes_.pop_back();
+        return true;
+    }
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    read_fd_ = fds[0];
-    write_fd_ = fds[1];
+    read_fd = fds[0];
+    write_fd = fds[1];
     return true;
+}
+
+void PipePool::release(int read_fd, int write_fd) {
+    if (pipes_.size() < kMaxPooledPipes) {
+        pipes_.emplace_back(read_fd, write_fd);
+        return;
+    }
+    ::close(read_fd);
+    ::close(write_fd);
+}
+
+SplicePipe::~SplicePipe() {
+    if (!is_open()) return;
+    if (in_flight == 0) {
+        pool_.release(read_fd_, write_fd_);
+        return;
+    }
+    ::close(read_fd_);  // bytes left in it belong to nobody now
+    ::close(write_fd_);
 }
 
 namespace {
@@ -33,16 +60,16 @@ ssize_t splice_once(int from, int to, std::size_t length) {
 }
 
 // Moves everything in the pipe to the sink, waiting for the sink to drain when it is full.
-awaitable<bool> drain_pipe(SplicePipe& pipe, tcp::socket& sink, std::size_t in_pipe, std::uint64_t& bytes) {
-    while (in_pipe > 0) {
-        const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), in_pipe);
+awaitable<bool> drain_pipe(SplicePipe& pipe, tcp::socket& sink, std::uint64_t& bytes) {
+    while (pipe.in_flight > 0) {
+        const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), pipe.in_flight);
         if (n > 0) {
-            in_pipe -= static_cast<std::size_t>(n);
+            pipe.in_flight -= static_cast<std::size_t>(n);
             bytes += static_cast<std::uint64_t>(n);
             continue;
         }
         if (n < 0 && errno != EAGAIN) co_return false;
-        error_code ec;
+        error_code ec;  // the sink is full: wait until it takes more
         co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));
         if (ec) co_return false;
     }
@@ -72,8 +99,9 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
             if (ec) co_return PumpEnd::read_error;
             continue;
         }
+        pipe.in_flight = static_cast<std::size_t>(n);
         last_activity = std::chrono::steady_clock::now();
-        const bool drained = co_await drain_pipe(pipe, sink, static_cast<std::size_t>(n), bytes);
+        const bool drained = co_await drain_pipe(pipe, sink, bytes);
         if (!drained) co_return PumpEnd::write_error;
         last_activity = std::chrono::steady_clock::now();
     }

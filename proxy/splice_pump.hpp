@@ -4,6 +4,8 @@
 // inspection is left (after the SNI check), when neither side is TLS-terminated here.
 #include <chrono>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "proxy/asio.hpp"
 #include "proxy/tunnel.hpp"
@@ -14,20 +16,41 @@ namespace egressgate::proxy {
 // most this much in flight (backpressure, as with the buffered pump).
 inline constexpr std::size_t kSpliceChunkBytes = 64 * 1024;
 
-// A pipe pair, opened on the first byte so that idle tunnels hold no pipe.
+// Empty pipes kept by a worker for the next tunnel: a short tunnel then costs no pipe2() and no
+// close() calls. Bounded by kMaxPooledPipes; touched only on the worker's thread.
+inline constexpr std::size_t kMaxPooledPipes = 256;
+
+class PipePool {
+public:
+    PipePool() = default;
+    ~PipePool();
+    PipePool(const PipePool&) = delete;
+    PipePool& operator=(const PipePool&) = delete;
+
+    bool acquire(int& read_fd, int& write_fd);  // false: out of descriptors (errno says why)
+    void release(int read_fd, int write_fd);    // the pipe must be empty
+
+private:
+    std::vector<std::pair<int, int>> pipes_;
+};
+
+// A direction's pipe, taken from the pool on the first byte so that idle tunnels hold none.
 class SplicePipe {
 public:
-    SplicePipe() = default;
+    explicit SplicePipe(PipePool& pool) : pool_(pool) {}
     ~SplicePipe();
     SplicePipe(const SplicePipe&) = delete;
     SplicePipe& operator=(const SplicePipe&) = delete;
 
-    bool open();  // false: out of descriptors (errno says why)
+    bool open() { return pool_.acquire(read_fd_, write_fd_); }
     bool is_open() const { return read_fd_ >= 0; }
     int read_fd() const { return read_fd_; }
     int write_fd() const { return write_fd_; }
+    // Bytes spliced in and not yet out: a pipe goes back to the pool only when this is zero.
+    std::size_t in_flight = 0;
 
 private:
+    PipePool& pool_;
     int read_fd_ = -1;
     int write_fd_ = -1;
 };
