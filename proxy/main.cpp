@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config/config.hpp"
+#include "proxy/admin_server.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/audit_writer.hpp"
 #include "proxy/server.hpp"
@@ -71,7 +72,10 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
     }
     proxy::AuditWriter audit(holder.current()->audit_path);
     proxy::Server server(holder, tls, audit);
+    // The main thread handles signals and serves the admin endpoint.
     proxy::asio::io_context signals_io(1);
+    proxy::AdminServer admin(signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
+                             [&server] { return server.accepting(); });
     proxy::asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
@@ -81,9 +85,11 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
             return;
         }
         spdlog::info("stopping: draining open connections for up to {}s", proxy::kShutdownDrainTimeout.count());
+        admin.stop();
     };
     signals.async_wait(on_signal);
     server.run();
+    admin.start();
     signals_io.run();  // returns after SIGINT or SIGTERM
     server.stop(proxy::kShutdownDrainTimeout);
     audit.stop();

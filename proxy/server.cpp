@@ -17,7 +17,7 @@ struct Server::Listener {
 
 struct Server::Worker {
     Worker(AuditWriter& audit, const config::DnsSettings& dns)
-        : io(1), resolver(io, dns), context{audit, resolver, pipes, {}, {}}, sweep(io) {}
+        : io(1), resolver(io, dns), context{audit, resolver, pipes, {}, {}, {}, {}}, sweep(io) {}
     asio::io_context io;
     DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
     PipePool pipes;
@@ -79,6 +79,7 @@ void Server::run() {
         asio::co_spawn(worker->io, sweep_deadlines(*worker), asio::detached);
         worker->thread = std::thread([&io = worker->io] { io.run(); });
     }
+    accepting_ = true;
 }
 
 awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
@@ -118,13 +119,26 @@ void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoi
         record.decision = policy::to_string(policy::Verdict::deny);
         record.reason = policy::reason::client_denied;
         record.close_reason = audit::close_reason::client_denied;
-        audit_.write(audit::format_line(record));
+        worker.context.conclude(record);
         return;
     }
     client.set_option(tcp::no_delay(true), ec);
     ClientStream stream = tls ? ClientStream(TlsStream(std::move(client), *tls_.current()))
                               : ClientStream(std::move(client));
     std::make_shared<Session>(std::move(stream), std::move(config), worker.context, std::move(record))->start();
+}
+
+std::string Server::metrics_text() const {
+    audit::TrafficCounters total;
+    for (const auto& worker : workers_) {
+        std::lock_guard lock(worker->context.counters_mutex);
+        total.merge(worker->context.counters);
+    }
+    return total.prometheus_text({
+        {"egressgate_open_connections", "Client connections open now", static_cast<double>(open_sessions())},
+        {"egressgate_audit_lines_dropped", "Audit lines dropped because the writer fell behind",
+         static_cast<double>(audit_.dropped_lines())},
+    });
 }
 
 std::size_t Server::open_sessions() const {
@@ -135,6 +149,7 @@ std::size_t Server::open_sessions() const {
 
 void Server::stop(std::chrono::steady_clock::duration drain_timeout) {
     if (workers_.empty()) return;
+    accepting_ = false;
     for (auto& worker : workers_) {
         asio::post(worker->io, [&w = *worker] {
             for (auto& listener : w.listeners) listener.acceptor.close();

@@ -50,6 +50,9 @@ public:
     // Stops accepting, lets sessions drain until the deadline, then ends the rest. Then joins.
     void stop(std::chrono::steady_clock::duration drain_timeout);
     std::size_t open_sessions() const;
+    // Every worker's counters, merged, as Prometheus text (for the admin endpoint).
+    std::string metrics_text() const;
+    bool accepting() const { return accepting_.load(); }
 
 private:
     struct Worker;
@@ -66,6 +69,7 @@ private:
     AuditWriter& audit_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::atomic<std::uint64_t> next_connection_id_{1};
+    std::atomic<bool> accepting_{false};
 };
 
 }  // namespace egressgate::proxy

@@ -26,6 +26,12 @@ std::string joined(const std::vector<std::string>& names) {
 }
 }  // namespace
 
+void WorkerContext::conclude(const audit::Record& record) {
+    audit.write(audit::format_line(record));
+    std::lock_guard lock(counters_mutex);
+    counters.add(record);
+}
+
 audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id) {
     audit::Record record;
     const auto ip = from_asio(client.address()).unmapped();
@@ -328,7 +334,7 @@ void Session::finish() {
         if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
         record_.duration_ms = elapsed_ms(request_started_);
         record_.time = std::chrono::system_clock::now();
-        context_.audit.write(audit::format_line(record_));
+        context_.conclude(record_);
     }
     --context_.open_sessions;
 }

@@ -6,10 +6,12 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_set>
 
 #include "audit/audit_record.hpp"
+#include "audit/traffic_counters.hpp"
 #include "config/config.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/client_stream.hpp"
@@ -42,6 +44,11 @@ struct WorkerContext {
     PipePool& pipes;
     SessionRegistry sessions;                   // touched only on the worker's thread
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
+    std::mutex counters_mutex;                  // the admin thread reads the counters
+    audit::TrafficCounters counters;
+
+    // A connection or request has ended: its one audit line, and its counters.
+    void conclude(const audit::Record& record);
 };
 
 // The audit record of a connection as known at accept: who, from where.

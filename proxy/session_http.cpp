@@ -243,7 +243,7 @@ void Session::audit_request() {
     record_.duration_ms = elapsed_ms(request_started_);
     record_.time = std::chrono::system_clock::now();
     if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
-    context_.audit.write(audit::format_line(record_));
+    context_.conclude(record_);
     audit::Record next;
     next.connection_id = record_.connection_id;
     next.vm = record_.vm;

@@ -37,6 +37,12 @@ void PipePool::release(int read_fd, int write_fd) {
     ::close(write_fd);
 }
 
+void SplicePipe::release() {
+    if (!is_open() || in_flight != 0) return;
+    pool_.release(read_fd_, write_fd_);
+    read_fd_ = write_fd_ = -1;
+}
+
 SplicePipe::~SplicePipe() {
     if (!is_open()) return;
     if (in_flight == 0) {
@@ -95,8 +101,7 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
         }
         if (n < 0) {
             if (errno != EAGAIN) co_return PumpEnd::read_error;
-            co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
-            if (ec) co_return PumpEnd::read_error;
+            pipe.release();
             continue;
         }
         pipe.in_flight = static_cast<std::size_t>(n);

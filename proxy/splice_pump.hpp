@@ -34,7 +34,7 @@ private:
     std::vector<std::pair<int, int>> pipes_;
 };
 
-// A direction's pipe, taken from the pool on the first byte so that idle tunnels hold none.
+// A direction's pipe, taken from the worker's pool while bytes are in flight.
 class SplicePipe {
 public:
     explicit SplicePipe(PipePool& pool) : pool_(pool) {}
@@ -43,6 +43,8 @@ public:
     SplicePipe& operator=(const SplicePipe&) = delete;
 
     bool open() { return pool_.acquire(read_fd_, write_fd_); }
+    // Gives an empty pipe back while the direction waits for its source: idle tunnels hold none.
+    void release();
     bool is_open() const { return read_fd_ >= 0; }
     int read_fd() const { return read_fd_; }
     int write_fd() const { return write_fd_; }

@@ -156,6 +156,7 @@ def base_config(workdir: Path, *, ports: list[int], dns_hosts: dict[str, str] | 
         "dns": {"hosts": dns_hosts if dns_hosts is not None else {STORAGE_NAME: "127.0.0.1"}},
         "timeouts": {"header_ms": header_ms, "connect_ms": connect_ms, "idle_ms": idle_ms},
         "audit": {"path": str(workdir / "audit.jsonl")},
+        "admin": {"listen": "127.0.0.1:0"},  # several proxies may run at once
     }
     if dns_timeout_ms is not None:
         config["dns"] = {"timeout_ms": dns_timeout_ms, **config["dns"]}

@@ -1,0 +1,53 @@
+// Per-VM and per-outcome counters, merged across workers and exposed as Prometheus text.
+#include <catch.hpp>
+
+#include "audit/traffic_counters.hpp"
+
+using egressgate::audit::Record;
+using egressgate::audit::TrafficCounters;
+
+namespace {
+Record record(std::string vm, std::string_view decision, std::string_view reason, std::uint64_t up, std::uint64_t down) {
+    Record r;
+    r.vm = std::move(vm);
+    r.decision = decision;
+    r.reason = reason;
+    r.close_reason = decision == "deny" ? "rejected" : "completed";
+    r.bytes_up = up;
+    r.bytes_down = down;
+    return r;
+}
+}  // namespace
+
+TEST_CASE("counters add up per VM and per outcome, across workers", "[audit][metrics]") {
+    TrafficCounters worker1;
+    TrafficCounters worker2;
+    worker1.add(record("web-01", "allow", "host_allowed", 100, 2000));
+    worker1.add(record("web-01", "deny", "host_not_allowed", 0, 0));
+    worker2.add(record("web-01", "allow", "host_allowed", 5, 7));
+    worker2.add(record("10.0.1.9", "deny", "client_denied", 0, 0));
+    worker1.merge(worker2);
+
+    const auto& vm = worker1.by_vm().at("web-01");
+    CHECK(vm.connections == 3);
+    CHECK(vm.denied == 1);
+    CHECK(vm.bytes_up == 105);
+    CHECK(vm.bytes_down == 2007);
+    CHECK(worker1.by_outcome().at({"allow", "host_allowed"}) == 2);
+    CHECK(worker1.by_outcome().at({"deny", "client_denied"}) == 1);
+    CHECK(worker1.by_close_reason().at("rejected") == 2);
+
+    const std::string text = worker1.prometheus_text({{"egressgate_open_connections", "Open client connections", 3}});
+    CHECK(text.find("egressgate_open_connections 3\n") != std::string::npos);
+    CHECK(text.find("egressgate_connections_total{decision=\"allow\",reason=\"host_allowed\"} 2\n") != std::string::npos);
+    CHECK(text.find("egressgate_vm_bytes_total{vm=\"web-01\",direction=\"down\"} 2007\n") != std::string::npos);
+    CHECK(text.find("egressgate_vm_denied_total{vm=\"10.0.1.9\"} 1\n") != std::string::npos);
+    CHECK(text.find("# TYPE egressgate_vm_bytes_total counter\n") != std::string::npos);
+}
+
+TEST_CASE("label values cannot break the exposition format", "[audit][metrics]") {
+    TrafficCounters counters;
+    counters.add(record("a\"b\\c\nd", "allow", "host_allowed", 1, 1));
+    const std::string text = counters.prometheus_text();
+    CHECK(text.find("vm=\"a\\\"b\\\\c\\nd\"") != std::string::npos);
+}
