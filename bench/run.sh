@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# egressgate's benchmark: egressgate, Squid and tinyproxy side by side on loopback, and a direct
+# connection as the floor. Prints one Markdown table and writes it to docs/performance-results.md.
+#
+#   sudo ./bench/run.sh            # 10 s per phase, under 4 minutes
+#   sudo ./bench/run.sh --quick    # 2 s per phase, a smoke test (results not written to docs/)
+#
+# Root: apt-get installs squid and tinyproxy (once), and both drop to their own users.
+# Environment: EGRESSGATE_BIN=path uses that binary instead of a copy of build/egressgate;
+# BENCH_KEEP=1 keeps the work directory (configs, logs, audit trail, raw results).
+#
+# Phases, for each proxy and for a direct connection, one proxy running at a time:
+#   rate50, rate500  CONNECT, one 64-byte echo round trip, close, looping on 50 / 500 connections
+#   stream1, stream8 1 / 8 tunnels writing to a sink
+#   idle             5,000 open tunnels: the proxy's RSS before and after (proxies only)
+# The proxy's CPU time (utime+stime of its process tree) is sampled over each run by the generator.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+PHASE_SECONDS=10
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) PHASE_SECONDS=2; QUICK=1 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+IDLE_TUNNELS=5000
+
+if [[ $EUID -ne 0 ]]; then
+    echo "run.sh: needs root (apt-get for squid and tinyproxy; they drop to their own users)" >&2
+    exit 1
+fi
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+STARTED_AT=$(date +%s)
+
+# --- clean-up: everything this script starts is in STARTED_PIDS ---------------------------------
+
+WORK=$(mktemp -d /tmp/egressgate-bench.XXXXXX)
+chmod 755 "$WORK"
+STARTED_PIDS=()
+CREATED_POLICY_RC=0
+
+stop_pid() {   # TERM, up to 2 s to go, then KILL
+    local pid=$1
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local i
+    for (( i=${#STARTED_PIDS[@]}-1; i>=0; i-- )); do stop_pid "${STARTED_PIDS[i]}"; done
+    if [[ $CREATED_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [[ ${BENCH_KEEP:-0} == 1 || $status -ne 0 ]]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- file descriptors -----------------------------------------------------------------------
+
+# 5,000 tunnels are 10,000 descriptors in the proxy; aim high, settle for the hard limit.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+FD_LIMIT=$(ulimit -n)
+if (( FD_LIMIT < 4 * IDLE_TUNNELS )); then
+    echo "run.sh: open-file limit $FD_LIMIT is below $((4 * IDLE_TUNNELS)); raise the hard limit" >&2
+    exit 1
+fi
+if (( FD_LIMIT < 65536 )); then
+    log "open-file limit is $FD_LIMIT (hard limit): a proxy that needs more than $((FD_LIMIT / IDLE_TUNNELS)) descriptors per tunnel cannot hold $IDLE_TUNNELS"
+fi
+
+# --- packages -------------------------------------------------------------------------------
+
+installed() { dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+# Stops a service instance that installing the package started (only then: a squid this host
+# runs on purpose is none of the benchmark's business; ours use their own ports and files).
+stop_started_service() {
+    local name=$1 pidfile=$2 pid
+    [[ -s $pidfile ]] || return 0
+    pid=$(cat "$pidfile")
+    kill -0 "$pid" 2>/dev/null || return 0
+    log "stopping the $name service that apt-get started (pid $pid)"
+    if [[ -d /run/systemd/system ]]; then systemctl stop "$name" || true
+    else service "$name" stop >/dev/null 2>&1 || true
+    fi
+    kill -0 "$pid" 2>/dev/null && stop_pid "$pid"
+    return 0
+}
+
+install_packages() {
+    if installed squid && installed tinyproxy; then return 0; fi
+    log "installing squid and tinyproxy"
+    # Keep apt from starting the Debian service instances: policy-rc.d 101 = "action forbidden".
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        CREATED_POLICY_RC=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq --no-install-recommends squid tinyproxy >/dev/null; then
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends squid tinyproxy >/dev/null
+    fi
+    if [[ $CREATED_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=0; fi
+    # systemd starts units on its own in some set-ups, policy-rc.d or not.
+    stop_started_service squid /run/squid.pid
+    stop_started_service tinyproxy /run/tinyproxy/tinyproxy.pid
+}
+install_packages
+
+# --- binaries -------------------------------------------------------------------------------
+
+mkdir -p "$REPO/build-bench"
+LOADGEN="$REPO/build-bench/egb-load"
+if [[ ! -x $LOADGEN || "$REPO/bench/egb_load.cpp" -nt $LOADGEN ]]; then
+    log "building the load generator"
+    g++ -std=c++20 -O2 -Wall -Wextra -o "$LOADGEN.tmp" "$REPO/bench/egb_load.cpp"
+    mv "$LOADGEN.tmp" "$LOADGEN"
+fi
+
+# A copy, so that a rebuild of build/ during the run does not change the binary under test.
+EGRESSGATE="$WORK/egressgate.bin"
+if [[ -n ${EGRESSGATE_BIN:-} ]]; then
+    cp "$EGRESSGATE_BIN" "$EGRESSGATE"
+elif [[ -x $REPO/build/egressgate ]]; then
+    cp "$REPO/build/egressgate" "$EGRESSGATE"
+else
+    log "build/egressgate is missing: building it in build-bench/"
+    cmake -S "$REPO" -B "$REPO/build-bench" -DCMAKE_BUILD_TYPE=Release -DEGRESSGATE_BUILD_TESTS=OFF >/dev/null
+    cmake --build "$REPO/build-bench" --target egressgate -j"$(nproc)" >/dev/null
+    cp "$REPO/build-bench/egressgate" "$EGRESSGATE"
+fi
+
+# --- the target -----------------------------------------------------------------------------
+
+"$LOADGEN" serve --max-seconds 900 > "$WORK/serve.out" 2> "$WORK/serve.err" &
+STARTED_PIDS+=($!)
+SERVE_PID=$!
+for _ in $(seq 1 100); do [[ -s $WORK/serve.out ]] && break; sleep 0.05; done
+read -r ECHO_PORT SINK_PORT < <(sed -n 's/^echo=\([0-9]*\) sink=\([0-9]*\)$/\1 \2/p' "$WORK/serve.out")
+[[ -n ${SINK_PORT:-} ]] || { echo "run.sh: the target did not start: $(cat "$WORK/serve.err")" >&2; exit 1; }
+log "target: echo 127.0.0.1:$ECHO_PORT, sink 127.0.0.1:$SINK_PORT"
+
+# --- proxies --------------------------------------------------------------------------------
+
+fill_template() {   # fill_template TEMPLATE OUTPUT DIR [NAME=VALUE...]
+    local template=$1 output=$2 dir=$3
+    shift 3
+    local script="s|@DIR@|$dir|g; s|@ECHO_PORT@|$ECHO_PORT|g; s|@SINK_PORT@|$SINK_PORT|g; s|@MAX_FD@|$FD_LIMIT|g"
+    local pair
+    for pair in "$@"; do script+="; s|@${pair%%=*}@|${pair#*=}|g"; done
+    sed "$script" "$REPO/bench/$template" > "$output"
+}
+
+free_port() { "$LOADGEN" ports --count 1; }
+
+PROXY_PID=
+PROXY_PORT=
+
+start_egressgate() {   # start_egressgate NAME WORKERS
+    local dir="$WORK/$1"
+    mkdir -p "$dir"
+    fill_template egressgate.toml.in "$dir/egressgate.toml" "$dir" "WORKERS=$2"
+    "$EGRESSGATE" --check-config "$dir/egressgate.toml" >/dev/null
+    "$EGRESSGATE" --config "$dir/egressgate.toml" > "$dir/stdout.log" 2> "$dir/stderr.log" &
+    PROXY_PID=$!
+    STARTED_PIDS+=("$PROXY_PID")
+    PROXY_PORT=
+    for _ in $(seq 1 100); do
+        PROXY_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/stderr.log" | head -n1)
+        [[ -n $PROXY_PORT ]] && break
+        kill -0 "$PROXY_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -n $PROXY_PORT ]] || { echo "run.sh: egressgate did not start:" >&2; cat "$dir/stderr.log" >&2; exit 1; }
+}
+
+start_squid() {
+    local dir="$WORK/squid"
+    mkdir -p "$dir"
+    PROXY_PORT=$(free_port)
+    fill_template squid.conf.in "$dir/squid.conf" "$dir" "PORT=$PROXY_PORT"
+    echo "127.0.0.1 target.bench.internal" > "$dir/hosts"
+    chown -R proxy:proxy "$dir"   # Squid drops to user proxy and writes its logs as proxy
+    squid -k parse -f "$dir/squid.conf" > "$dir/parse.log" 2>&1 ||
+        { cat "$dir/parse.log" >&2; exit 1; }
+    squid -N -f "$dir/squid.conf" > "$dir/stdout.log" 2>&1 &
+    PROXY_PID=$!
+    STARTED_PIDS+=("$PROXY_PID")
+    "$LOADGEN" wait-port --addr "127.0.0.1:$PROXY_PORT" --seconds 30 ||
+        { cat "$dir/stdout.log" "$dir/cache.log" >&2; exit 1; }
+}
+
+start_tinyproxy() {
+    local dir="$WORK/tinyproxy"
+    mkdir -p "$dir"
+    PROXY_PORT=$(free_port)
+    fill_template tinyproxy.conf.in "$dir/tinyproxy.conf" "$dir" "PORT=$PROXY_PORT"
+    chown -R tinyproxy:tinyproxy "$dir"
+    tinyproxy -d -c "$dir/tinyproxy.conf" > "$dir/stdout.log" 2>&1 &
+    PROXY_PID=$!
+    STARTED_PIDS+=("$PROXY_PID")
+    "$LOADGEN" wait-port --addr "127.0.0.1:$PROXY_PORT" --seconds 30 ||
+        { cat "$dir/stdout.log" >&2; exit 1; }
+}
+
+stop_proxy() {
+    stop_pid "$PROXY_PID"
+    local kept=() pid
+    for pid in "${STARTED_PIDS[@]}"; do [[ $pid == "$PROXY_PID" ]] || kept+=("$pid"); done
+    STARTED_PIDS=("${kept[@]}")
+    PROXY_PID=
+}
+
+# --- phases ---------------------------------------------------------------------------------
+
+RESULTS="$WORK/results.txt"
+: > "$RESULTS"
+
+measure() {   # measure LABEL PHASE SUBCOMMAND ARGS...: one result line into RESULTS
+    local label=$1 phase=$2 command=$3
+    shift 3
+    # In the background and waited for, so that a signal to this script runs the clean-up at once.
+    "$LOADGEN" "$command" --label "$label" --phase "$phase" "$@" > "$WORK/run.out" &
+    local generator=$!
+    STARTED_PIDS+=("$generator")
+    wait "$generator"
+    unset 'STARTED_PIDS[-1]'
+    local line
+    line=$(cat "$WORK/run.out")
+    [[ -n $line ]] || { echo "run.sh: no result from $label $phase" >&2; exit 1; }
+    echo "$line" >> "$RESULTS"
+    log "$line"
+}
+
+# run_phases LABEL ROUTE-ARGS...: ROUTE-ARGS is --proxy ADDR (with HOST as the CONNECT target) or
+# --direct; TARGET_HOST names the target the proxy is asked for.
+run_phases() {
+    local label=$1 target_host=$2
+    shift 2
+    local echo_route sink_route watch=()
+    if [[ $label == direct ]]; then
+        # 16 source addresses: the direct rate is high enough to run short of ephemeral ports
+        # from one address (a port in TIME_WAIT is reused after 1 s at the earliest).
+        echo_route=(--direct "127.0.0.1:$ECHO_PORT" --target "127.0.0.1:$ECHO_PORT" --sources 16)
+        sink_route=(--direct "127.0.0.1:$SINK_PORT" --target "127.0.0.1:$SINK_PORT")
+    else
+        echo_route=(--proxy "127.0.0.1:$PROXY_PORT" --target "$target_host:$ECHO_PORT")
+        sink_route=(--proxy "127.0.0.1:$PROXY_PORT" --target "$target_host:$SINK_PORT")
+        watch=(--watch-pid "$PROXY_PID")
+    fi
+    measure "$label" rate50 rate "${echo_route[@]}" "${watch[@]}" --conns 50 --seconds "$PHASE_SECONDS"
+    measure "$label" rate500 rate "${echo_route[@]}" "${watch[@]}" --conns 500 --seconds "$PHASE_SECONDS"
+    measure "$label" stream1 stream "${sink_route[@]}" "${watch[@]}" --tunnels 1 --seconds "$PHASE_SECONDS"
+    measure "$label" stream8 stream "${sink_route[@]}" "${watch[@]}" --tunnels 8 --seconds "$PHASE_SECONDS"
+    if [[ $label != direct ]]; then
+        measure "$label" idle idle "${echo_route[@]}" "${watch[@]}" --tunnels "$IDLE_TUNNELS" --settle-seconds 0.5
+    fi
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log "direct"
+run_phases direct 127.0.0.1
+
+log "egressgate (workers = 0: one per core)"
+start_egressgate egressgate 0
+EG_WORKERS=$(sed -n 's/.*listening on .*(\([0-9]*\) workers\{0,1\}).*/\1/p' "$WORK/egressgate/stderr.log" | head -n1)
+run_phases egressgate target.bench.internal
+stop_proxy
+
+log "egressgate (workers = 1)"
+start_egressgate egressgate-1w 1
+run_phases egressgate-1w target.bench.internal
+stop_proxy
+
+log "squid"
+start_squid
+run_phases squid target.bench.internal
+stop_proxy
+
+log "tinyproxy"
+start_tinyproxy
+run_phases tinyproxy 127.0.0.1
+stop_proxy
+
+stop_pid "$SERVE_PID"
+
+# --- report ---------------------------------------------------------------------------------
+
+ELAPSED=$(( $(date +%s) - STARTED_AT ))
+count_lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
+SQUID_VERSION=$(squid -v | sed -n 's/^Squid Cache: Version \(.*\)$/\1/p')
+TINYPROXY_VERSION=$(tinyproxy -v 2>&1 | awk '{print $2}')
+EG_VERSION=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
+CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+
+PREAMBLE="$WORK/preamble.md"
+cat > "$PREAMBLE" <<EOF
+# egressgate benchmark results
+
+Written by \`./bench/run.sh$([[ $QUICK == 1 ]] && echo ' --quick')\` on $(date -u '+%Y-%m-%d %H:%M UTC'); do not edit by
+hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the whole run took ${ELAPSED} s.
+
+- Machine: $(nproc) CPUs ($CPU_MODEL), Linux $(uname -r), load average before the run: $LOAD_BEFORE.
+  The load generator (one thread) and the target (one thread) share these CPUs with the proxy.
+- Open-file limit of every process: $FD_LIMIT (\`ulimit -n\`; the script asks for 65536).
+- egressgate (build/egressgate, tree at $EG_VERSION): \`workers = 0\` ran ${EG_WORKERS:-?} workers (one per
+  core); the "1 worker" column is \`workers = 1\`, for a per-core comparison with Squid.
+- Squid $SQUID_VERSION: \`workers 1\` (one process, one core). tinyproxy $TINYPROXY_VERSION: a thread per connection.
+- Access logging during the run: egressgate $(count_lines "$WORK/egressgate/audit.jsonl") + $(count_lines "$WORK/egressgate-1w/audit.jsonl") audit lines,
+  Squid $(count_lines "$WORK/squid/access.log") access-log lines, tinyproxy $(count_lines "$WORK/tinyproxy/tinyproxy.log") log lines.
+
+EOF
+
+OUT_ARGS=()
+if [[ $QUICK == 0 ]]; then OUT_ARGS=(--out "$REPO/docs/performance-results.md"); fi
+echo
+"$LOADGEN" report --results "$RESULTS" --preamble "$PREAMBLE" \
+    --columns "direct:direct,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
+    --squid squid --direct direct --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
+if [[ $QUICK == 0 ]]; then log "written to docs/performance-results.md"; else log "--quick: docs/ left alone"; fi
+log "done in ${ELAPSED} s"
