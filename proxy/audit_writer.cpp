@@ -22,6 +22,7 @@ AuditWriter::~AuditWriter() {
 }
 
 void AuditWriter::write(std::string line) {
+    bool batch_full = false;
     {
         std::lock_guard lock(mutex_);
         if (queue_.size() >= kMaxQueuedAuditLines) {
@@ -29,8 +30,9 @@ void AuditWriter::write(std::string line) {
             return;
         }
         queue_.push_back(std::move(line));
+        batch_full = queue_.size() == kAuditBatchLines;
     }
-    wake_.notify_one();
+    if (batch_full) wake_.notify_one();
 }
 
 void AuditWriter::stop() {
@@ -53,10 +55,12 @@ void AuditWriter::run() {
     for (;;) {
         {
             std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            wake_.wait_for(lock, kAuditFlushInterval,
+                           [this] { return stopping_ || queue_.size() >= kAuditBatchLines; });
             if (queue_.empty() && stopping_) return;
             batch.swap(queue_);
         }
+        if (batch.empty()) continue;
         for (const auto& line : batch) std::fwrite(line.data(), 1, line.size(), file_);
         std::fflush(file_);
         batch.clear();
