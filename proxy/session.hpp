@@ -42,6 +42,7 @@ struct WorkerContext {
     AuditWriter& audit;
     DnsResolver& resolver;
     PipePool& pipes;
+    std::span<char> scratch;                    // kCopyChunkBytes, for small tunnel reads
     SessionRegistry sessions;                   // touched only on the worker's thread
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
     std::mutex counters_mutex;                  // the admin thread reads the counters
@@ -113,7 +114,7 @@ private:
     bool finished_ = false;
     int pumps_running_ = 0;
     http::MessageParser parser_;
-    std::array<char, kHeadReadChunk> head_chunk_{};
+    std::array<char, kHeadReadChunk> head_chunk_;  // not zeroed: only what a read wrote is used
     std::string pipelined_;  // bytes the client sent behind the CONNECT head, then the ClientHello
     std::unique_ptr<char[]> tunnel_buffers_;  // two kTunnelBufferBytes halves: up, down
     SplicePipe up_pipe_;                      // plain-TCP tunnels move bytes with splice(2)

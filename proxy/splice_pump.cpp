@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <tuple>
 
@@ -57,6 +59,8 @@ namespace {
 
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
+constexpr std::size_t kSendFailed = static_cast<std::size_t>(-1);
+
 // One splice(2), retried on EINTR. Returns bytes moved, 0 at EOF, -1 with errno otherwise.
 ssize_t splice_once(int from, int to, std::size_t length) {
     for (;;) {
@@ -65,50 +69,90 @@ ssize_t splice_once(int from, int to, std::size_t length) {
     }
 }
 
-// Moves everything in the pipe to the sink, waiting for the sink to drain when it is full.
-awaitable<bool> drain_pipe(SplicePipe& pipe, tcp::socket& sink, std::uint64_t& bytes) {
-    while (pipe.in_flight > 0) {
-        const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), pipe.in_flight);
-        if (n > 0) {
-            pipe.in_flight -= static_cast<std::size_t>(n);
-            bytes += static_cast<std::uint64_t>(n);
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN) co_return false;
-        error_code ec;  // the sink is full: wait until it takes more
-        co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));
-        if (ec) co_return false;
+ssize_t read_once(int from, std::span<char> buffer) {
+    for (;;) {
+        const ssize_t n = ::recv(from, buffer.data(), buffer.size(), 0);
+        if (n >= 0 || errno != EINTR) return n;
     }
-    co_return true;
+}
+
+// Sends what the socket takes now: the bytes sent, or kSendFailed when the peer is gone.
+std::size_t send_once(int to, std::span<const char> bytes) {
+    for (;;) {
+        const ssize_t n = ::send(to, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno == EAGAIN) return 0;
+        if (errno != EINTR) return kSendFailed;
+    }
+}
+
+// Keeps bytes the sink could not take in the direction's pipe (the scratch buffer is shared).
+bool park_in_pipe(SplicePipe& pipe, std::span<const char> rest) {
+    if (!pipe.is_open() && !pipe.open()) return false;
+    const ssize_t n = ::write(pipe.write_fd(), rest.data(), rest.size());  // an empty pipe takes it all
+    if (n != static_cast<ssize_t>(rest.size())) return false;
+    pipe.in_flight = rest.size();
+    return true;
+}
+
+// The source had nothing to read: wait for it without holding a pipe.
+awaitable<bool> wait_readable(tcp::socket& source, SplicePipe& pipe) {
+    pipe.release();
+    error_code ec;
+    co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
+    co_return !ec;
 }
 
 }  // namespace
 
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
-                               std::chrono::steady_clock::time_point& last_activity) {
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> scratch,
+                               std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity) {
     // Both sockets are already non-blocking: Asio made them so for the reads and the connect
     // that came before.
-    error_code ec;
+    bool bulk = false;
     for (;;) {
-        if (!pipe.is_open()) {
-            co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
-            if (ec || !pipe.open()) co_return PumpEnd::read_error;
+        // Whatever is in the pipe goes first; a full sink is waited for (backpressure).
+        while (pipe.in_flight > 0) {
+            const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), pipe.in_flight);
+            if (n > 0) {
+                pipe.in_flight -= static_cast<std::size_t>(n);
+                bytes += static_cast<std::uint64_t>(n);
+                continue;
+            }
+            if (n < 0 && errno != EAGAIN) co_return PumpEnd::write_error;
+            error_code ec;
+            co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));
+            if (ec) co_return PumpEnd::write_error;
         }
-        const ssize_t n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
+        last_activity = std::chrono::steady_clock::now();
+
+        const ssize_t n = bulk ? (pipe.is_open() || pipe.open() ? splice_once(source.native_handle(), pipe.write_fd(),
+                                                                              kSpliceChunkBytes)
+                                                                : -1)
+                               : read_once(source.native_handle(), scratch);
         if (n == 0) {
             shutdown_send(sink);
             co_return PumpEnd::eof;
         }
         if (n < 0) {
             if (errno != EAGAIN) co_return PumpEnd::read_error;
-            pipe.release();
+            const bool readable = co_await wait_readable(source, pipe);
+            if (!readable) co_return PumpEnd::read_error;
             continue;
         }
-        pipe.in_flight = static_cast<std::size_t>(n);
-        last_activity = std::chrono::steady_clock::now();
-        const bool drained = co_await drain_pipe(pipe, sink, bytes);
-        if (!drained) co_return PumpEnd::write_error;
-        last_activity = std::chrono::steady_clock::now();
+        if (bulk) {
+            pipe.in_flight = static_cast<std::size_t>(n);
+            continue;
+        }
+        // A small read goes straight out; what the sink does not take now waits in the pipe.
+        const std::size_t sent = send_once(sink.native_handle(), scratch.first(static_cast<std::size_t>(n)));
+        if (sent == kSendFailed) co_return PumpEnd::write_error;
+        bytes += sent;
+        if (sent < static_cast<std::size_t>(n)) {
+            const bool parked = park_in_pipe(pipe, scratch.subspan(sent, static_cast<std::size_t>(n) - sent));
+            if (!parked) co_return PumpEnd::write_error;
+        }
+        bulk = static_cast<std::size_t>(n) == scratch.size();  // a full read: a stream, not a message
     }
 }
 

@@ -4,6 +4,7 @@
 // inspection is left (after the SNI check), when neither side is TLS-terminated here.
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -57,7 +58,13 @@ private:
     int write_fd_ = -1;
 };
 
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
-                               std::chrono::steady_clock::time_point& last_activity);
+// Bytes a direction reads by copy while it looks like messages (requests, TLS handshakes, agent
+// chatter): one recv and one send cost less than two splices. The buffer is the worker's, shared
+// by all its tunnels, and never held across a wait. A direction whose read fills it is a stream
+// and moves to splice for good.
+inline constexpr std::size_t kCopyChunkBytes = 16 * 1024;
+
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> scratch,
+                               std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity);
 
 }  // namespace egressgate::proxy
