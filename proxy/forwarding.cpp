@@ -2,7 +2,9 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 
 #include <fmt/format.h>
 
@@ -53,9 +55,13 @@ bool is_hop_by_hop(const MessageHead& head, std::string_view name) {
     return named_by_connection(head, name);
 }
 
-void append_end_to_end_headers(std::string& out, const MessageHead& head, std::string_view also_drop) {
+// Copies the headers that travel end to end, in order, except `also_drop` (which the proxy
+// rewrites itself).
+void append_end_to_end_headers(std::string& out, const MessageHead& head,
+                               std::initializer_list<std::string_view> also_drop) {
     for (const auto& [name, value] : head.headers) {
-        if (is_hop_by_hop(head, name) || iequals(name, also_drop)) continue;
+        if (is_hop_by_hop(head, name)) continue;
+        if (std::any_of(also_drop.begin(), also_drop.end(), [&](auto d) { return iequals(name, d); })) continue;
         out += name;
         out += ": ";
         out += value;
@@ -110,10 +116,10 @@ std::optional<std::string_view> request_framing_violation(const MessageHead& hea
 
 std::string upstream_request_head(const MessageHead& head, const AbsoluteTarget& target, const ForwardOptions& options) {
     std::string out = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\n", head.method, target.origin_form, host_header(target.target));
-    for (const auto& [name, value] : head.headers) {
-        if (is_hop_by_hop(head, name) || iequals(name, "Host") || iequals(name, "Via")) continue;
-        if (options.x_forwarded_for && iequals(name, "X-Forwarded-For")) continue;
-        out += name + ": " + value + "\r\n";
+    if (options.x_forwarded_for) {
+        append_end_to_end_headers(out, head, {"Host", "Via", "X-Forwarded-For"});
+    } else {
+        append_end_to_end_headers(out, head, {"Host", "Via"});
     }
     if (head.framing == BodyFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
     append_via(out, head);
@@ -127,7 +133,7 @@ std::string upstream_request_head(const MessageHead& head, const AbsoluteTarget&
 
 std::string client_response_head(const MessageHead& head, bool close_client, bool chunked_to_client) {
     std::string out = fmt::format("HTTP/1.1 {} {}\r\n", head.status, head.reason_phrase);
-    append_end_to_end_headers(out, head, "Via");
+    append_end_to_end_headers(out, head, {"Via"});
     if (chunked_to_client) out += "Transfer-Encoding: chunked\r\n";
     append_via(out, head);
     if (close_client) out += "Connection: close\r\n";

@@ -8,9 +8,6 @@ namespace egressgate::proxy {
 using std::chrono::steady_clock;
 
 namespace {
-std::int64_t elapsed_ms(steady_clock::time_point since) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - since).count();
-}
 
 // The policy's view of what the parser saw.
 policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {

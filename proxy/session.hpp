@@ -52,6 +52,10 @@ struct WorkerContext {
     void conclude(const audit::Record& record);
 };
 
+inline std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
 // The audit record of a connection as known at accept: who, from where.
 audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id);
 

@@ -15,9 +15,6 @@ constexpr std::string_view kHttpsDetail = "https goes through a tunnel: send CON
 
 std::string authority_of(const policy::Target& target) { return target.host + ":" + std::to_string(target.port); }
 
-std::int64_t elapsed_ms(steady_clock::time_point since) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - since).count();
-}
 
 // Which refusal a request-target earns, if any.
 std::optional<std::pair<std::string_view, std::string_view>> target_refusal(http::TargetForm form) {

@@ -126,10 +126,12 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
         }
         last_activity = std::chrono::steady_clock::now();
 
-        const ssize_t n = bulk ? (pipe.is_open() || pipe.open() ? splice_once(source.native_handle(), pipe.write_fd(),
-                                                                              kSpliceChunkBytes)
-                                                                : -1)
-                               : read_once(source.native_handle(), scratch);
+        ssize_t n = -1;  // errno says why when the pipe cannot be had
+        if (!bulk) {
+            n = read_once(source.native_handle(), scratch);
+        } else if (pipe.is_open() || pipe.open()) {
+            n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
+        }
         if (n == 0) {
             shutdown_send(sink);
             co_return PumpEnd::eof;
