@@ -93,12 +93,12 @@ awaitable<bool> Session::read_request_head() {
             co_return false;
         }
         error_code ec;
-        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
+        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
         if (n == 0) {
             if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::client_closed;
             co_return false;
         }
-        pipelined_.append(head_chunk_.data(), n);
+        pipelined_.append(head_chunk_.get(), n);
     }
 }
 
@@ -172,10 +172,15 @@ awaitable<void> Session::open_tunnel(const policy::Target& target) {
             co_return;
         }
         record_.bytes_up += pipelined_.size();
-        pipelined_ = {};
     }
-    // A TLS client's bytes must pass through OpenSSL; a plain one's never need to leave the kernel.
-    if (client_.is_tls()) tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
+    std::string().swap(pipelined_);  // give the capacity back too
+    // A TLS client's bytes must pass through OpenSSL; a plain one's go by splice or through the
+    // worker's shared buffer, and the session's own read buffer is no longer needed.
+    if (client_.is_tls()) {
+        tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
+    } else {
+        head_chunk_.reset();
+    }
     pumps_running_ = 2;
     const auto executor = client_.socket().get_executor();
     asio::co_spawn(executor, run_pump(shared_from_this(), Direction::up), asio::detached);
@@ -194,13 +199,13 @@ awaitable<bool> Session::inspect_tunnel_start(const policy::Target& target) {
     tls::HelloParse parse = tls::parse_client_hello(as_bytes());
     while (parse.status == tls::HelloParse::Status::need_more) {
         error_code ec;
-        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
+        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
         if (n == 0) {
             if (!is_end_of_stream(ec)) co_return false;  // reset or our deadline: nothing to judge
             parse = tls::finish_at_eof(parse);
             break;
         }
-        pipelined_.append(head_chunk_.data(), n);
+        pipelined_.append(head_chunk_.get(), n);
         parse = tls::parse_client_hello(as_bytes());
     }
     if (parse.status == tls::HelloParse::Status::complete) {
@@ -265,7 +270,7 @@ awaitable<void> Session::reject(http::Failure failure, std::string_view reason, 
     // Read what the client still sends until it closes, so that closing with unread bytes does
     // not reset the connection before the client has read our answer.
     client_.shutdown_send();
-    while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_), with_error(ec));
+    while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
 }
 
 void Session::record_decision(const policy::Decision& decision) {

@@ -118,7 +118,9 @@ private:
     bool finished_ = false;
     int pumps_running_ = 0;
     http::MessageParser parser_;
-    std::array<char, kHeadReadChunk> head_chunk_;  // not zeroed: only what a read wrote is used
+    // Client reads before the tunnel (head, ClientHello, linger). Freed once bytes flow by splice:
+    // an idle tunnel should cost a few KiB, not this buffer.
+    std::unique_ptr<char[]> head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
     std::string pipelined_;  // bytes the client sent behind the CONNECT head, then the ClientHello
     std::unique_ptr<char[]> tunnel_buffers_;  // two kTunnelBufferBytes halves: up, down
     SplicePipe up_pipe_;                      // plain-TCP tunnels move bytes with splice(2)
