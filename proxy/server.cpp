@@ -17,11 +17,10 @@ struct Server::Listener {
 
 struct Server::Worker {
     Worker(AuditWriter& audit, const config::DnsSettings& dns)
-        : io(1), resolver(io, dns), context{audit, resolver, pipes, scratch, {}, {}, {}, {}}, sweep(io) {}
+        : io(1), resolver(io, dns), context{audit, resolver, pipes, {}, {}, {}, {}}, sweep(io) {}
     asio::io_context io;
     DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
     PipePool pipes;
-    std::array<char, kCopyChunkBytes> scratch;
     std::vector<Listener> listeners;
     WorkerContext context;
     asio::steady_timer sweep;

@@ -226,10 +226,10 @@ awaitable<void> Session::run_pump(std::shared_ptr<Session> self, Direction direc
     PumpEnd end;  // no co_await inside ?: (see asio.hpp)
     if (!client_.is_tls()) {
         if (up) {
-            end = co_await splice_pump(client_.socket(), upstream_, up_pipe_, context_.scratch, record_.bytes_up,
+            end = co_await splice_pump(client_.socket(), upstream_, up_pipe_, up_message_, record_.bytes_up,
                                        last_activity_);
         } else {
-            end = co_await splice_pump(upstream_, client_.socket(), down_pipe_, context_.scratch, record_.bytes_down,
+            end = co_await splice_pump(upstream_, client_.socket(), down_pipe_, down_message_, record_.bytes_down,
                                        last_activity_);
         }
     } else {

@@ -42,7 +42,6 @@ struct WorkerContext {
     AuditWriter& audit;
     DnsResolver& resolver;
     PipePool& pipes;
-    std::span<char> scratch;                    // kCopyChunkBytes, for small tunnel reads
     SessionRegistry sessions;                   // touched only on the worker's thread
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
     std::mutex counters_mutex;                  // the admin thread reads the counters
@@ -125,6 +124,8 @@ private:
     std::unique_ptr<char[]> tunnel_buffers_;  // two kTunnelBufferBytes halves: up, down
     SplicePipe up_pipe_;                      // plain-TCP tunnels move bytes with splice(2)
     SplicePipe down_pipe_;
+    std::array<char, kMessageChunkBytes> up_message_;  // and small reads by copy (not zeroed)
+    std::array<char, kMessageChunkBytes> down_message_;
 
     // HTTP forwarding state, kept across the requests of one client connection.
     std::string upstream_authority_;  // "host:port" the upstream socket is connected to

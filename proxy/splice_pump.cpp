@@ -69,13 +69,6 @@ ssize_t splice_once(int from, int to, std::size_t length) {
     }
 }
 
-ssize_t read_once(int from, std::span<char> buffer) {
-    for (;;) {
-        const ssize_t n = ::recv(from, buffer.data(), buffer.size(), 0);
-        if (n >= 0 || errno != EINTR) return n;
-    }
-}
-
 // Sends what the socket takes now: the bytes sent, or kSendFailed when the peer is gone.
 std::size_t send_once(int to, std::span<const char> bytes) {
     for (;;) {
@@ -86,7 +79,7 @@ std::size_t send_once(int to, std::span<const char> bytes) {
     }
 }
 
-// Keeps bytes the sink could not take in the direction's pipe (the scratch buffer is shared).
+// Keeps bytes the sink could not take in the direction's pipe, so the read buffer is free again.
 bool park_in_pipe(SplicePipe& pipe, std::span<const char> rest) {
     if (!pipe.is_open() && !pipe.open()) return false;
     const ssize_t n = ::write(pipe.write_fd(), rest.data(), rest.size());  // an empty pipe takes it all
@@ -105,7 +98,7 @@ awaitable<bool> wait_readable(tcp::socket& source, SplicePipe& pipe) {
 
 }  // namespace
 
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> scratch,
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message,
                                std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity) {
     // Both sockets are already non-blocking: Asio made them so for the reads and the connect
     // that came before.
@@ -126,35 +119,39 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
         }
         last_activity = std::chrono::steady_clock::now();
 
-        ssize_t n = -1;  // errno says why when the pipe cannot be had
         if (!bulk) {
-            n = read_once(source.native_handle(), scratch);
-        } else if (pipe.is_open() || pipe.open()) {
-            n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
+            // Asio tries the read at once and waits only if it would block, without the
+            // epoll_ctl that a readiness wait costs: messages are cheapest this way.
+            pipe.release();
+            error_code ec;
+            const std::size_t got = co_await source.async_read_some(asio::buffer(message.data(), message.size()),
+                                                                     with_error(ec));
+            if (got == 0) {
+                if (!is_end_of_stream(ec)) co_return PumpEnd::read_error;
+                shutdown_send(sink);
+                co_return PumpEnd::eof;
+            }
+            last_activity = std::chrono::steady_clock::now();
+            const std::size_t sent = send_once(sink.native_handle(), message.first(got));
+            if (sent == kSendFailed) co_return PumpEnd::write_error;
+            bytes += sent;
+            if (sent < got && !park_in_pipe(pipe, message.subspan(sent, got - sent))) co_return PumpEnd::write_error;
+            bulk = got == message.size();  // a full read: a stream, not a message
+            continue;
         }
+        if (!pipe.is_open() && !pipe.open()) co_return PumpEnd::read_error;
+        const ssize_t n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
         if (n == 0) {
             shutdown_send(sink);
             co_return PumpEnd::eof;
         }
-        if (n < 0) {
-            if (errno != EAGAIN) co_return PumpEnd::read_error;
-            const bool readable = co_await wait_readable(source, pipe);
-            if (!readable) co_return PumpEnd::read_error;
-            continue;
-        }
-        if (bulk) {
+        if (n > 0) {
             pipe.in_flight = static_cast<std::size_t>(n);
             continue;
         }
-        // A small read goes straight out; what the sink does not take now waits in the pipe.
-        const std::size_t sent = send_once(sink.native_handle(), scratch.first(static_cast<std::size_t>(n)));
-        if (sent == kSendFailed) co_return PumpEnd::write_error;
-        bytes += sent;
-        if (sent < static_cast<std::size_t>(n)) {
-            const bool parked = park_in_pipe(pipe, scratch.subspan(sent, static_cast<std::size_t>(n) - sent));
-            if (!parked) co_return PumpEnd::write_error;
-        }
-        bulk = static_cast<std::size_t>(n) == scratch.size();  // a full read: a stream, not a message
+        if (errno != EAGAIN) co_return PumpEnd::read_error;
+        const bool readable = co_await wait_readable(source, pipe);
+        if (!readable) co_return PumpEnd::read_error;
     }
 }
 

@@ -59,12 +59,12 @@ private:
 };
 
 // Bytes a direction reads by copy while it looks like messages (requests, TLS handshakes, agent
-// chatter): one recv and one send cost less than two splices. The buffer is the worker's, shared
-// by all its tunnels, and never held across a wait. A direction whose read fills it is a stream
-// and moves to splice for good.
-inline constexpr std::size_t kCopyChunkBytes = 16 * 1024;
+// chatter, echoes): one read and one send cost less than two splices and a readiness wait. A
+// direction whose read fills this buffer is a stream and moves to splice for good. Small, as
+// every tunnel holds two.
+inline constexpr std::size_t kMessageChunkBytes = 512;
 
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> scratch,
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message,
                                std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity);
 
 }  // namespace egressgate::proxy
