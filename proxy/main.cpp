@@ -12,6 +12,7 @@
 #include "proxy/asio.hpp"
 #include "proxy/audit_writer.hpp"
 #include "proxy/server.hpp"
+#include "proxy/systemd_notify.hpp"
 #include "proxy/tls_context.hpp"
 
 namespace {
@@ -80,16 +81,20 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
         if (signal == SIGHUP) {
+            proxy::notify_systemd("RELOADING=1");
             reload(options.config_path, holder, tls);
+            proxy::notify_systemd("READY=1");
             signals.async_wait(on_signal);
             return;
         }
+        proxy::notify_systemd("STOPPING=1");
         spdlog::info("stopping: draining open connections for up to {}s", proxy::kShutdownDrainTimeout.count());
         admin.stop();
     };
     signals.async_wait(on_signal);
     server.run();
     admin.start();
+    proxy::notify_systemd("READY=1\nSTATUS=accepting connections");
     signals_io.run();  // returns after SIGINT or SIGTERM
     server.stop(proxy::kShutdownDrainTimeout);
     audit.stop();
