@@ -19,6 +19,7 @@ inline constexpr std::string_view rejected = "rejected";              // we answ
 inline constexpr std::string_view client_denied = "client_denied";    // closed at accept
 inline constexpr std::string_view shutdown = "shutdown";              // the proxy stopped
 inline constexpr std::string_view tls_handshake_failed = "tls_handshake_failed";  // TLS listener only
+inline constexpr std::string_view internal_error = "internal_error";  // a bug: logged with the connection id
 }  // namespace close_reason
 
 struct Record {

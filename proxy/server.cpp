@@ -89,8 +89,11 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
         tcp::socket client = co_await listener.acceptor.async_accept(peer, with_error(ec));
         if (ec == asio::error::operation_aborted) break;
         if (ec) {
-            // Out of descriptors or a connection reset before accept: keep serving the others.
-            spdlog::warn("accept failed: {}", ec.message());
+            // Out of descriptors, or a connection reset before accept: keep serving the open
+            // connections, and retry after a pause rather than spinning on a readable listener.
+            spdlog::warn("accept failed: {}; retrying in {} ms", ec.message(), kAcceptRetryDelay.count());
+            asio::steady_timer pause(worker.io, kAcceptRetryDelay);
+            co_await pause.async_wait(with_error(ec));
             continue;
         }
         accept_client(worker, std::move(client), peer, listener.tls);

@@ -17,6 +17,8 @@ namespace egressgate::proxy {
 
 // How long open tunnels may take to finish on their own once the proxy has been told to stop.
 inline constexpr std::chrono::seconds kShutdownDrainTimeout{10};
+// How long a listener waits before accepting again after a failed accept (EMFILE, ENFILE).
+inline constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 // How often each worker checks its sessions' deadlines: the precision of every timeout.
 inline constexpr std::chrono::milliseconds kDeadlineSweepInterval{100};
 

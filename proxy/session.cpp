@@ -1,5 +1,7 @@
 #include "proxy/session.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include "proxy/audit_writer.hpp"
 #include "tls/client_hello.hpp"
 
@@ -52,11 +54,24 @@ Session::Session(ClientStream client, std::shared_ptr<const config::Config> conf
       down_pipe_(context.pipes),
       upload_finished_(client_.socket().get_executor()) {}
 
+void Session::end_after_exception(std::exception_ptr exception) {
+    try {
+        std::rethrow_exception(exception);
+    } catch (const std::exception& e) {
+        spdlog::error("connection {}: unexpected error: {}", record_.connection_id, e.what());
+    } catch (...) {
+        spdlog::error("connection {}: unexpected error", record_.connection_id);
+    }
+    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::internal_error;
+    close_sockets();
+    finish();
+}
+
 void Session::start() {
     context_.sessions.insert(this);
     ++context_.open_sessions;
     set_phase(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
-    asio::co_spawn(client_.get_executor(), run(shared_from_this()), asio::detached);
+    asio::co_spawn(client_.get_executor(), run(shared_from_this()), on_exit());
 }
 
 void Session::shutdown() {
@@ -183,8 +198,8 @@ awaitable<void> Session::open_tunnel(const policy::Target& target) {
     }
     pumps_running_ = 2;
     const auto executor = client_.socket().get_executor();
-    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::up), asio::detached);
-    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::down), asio::detached);
+    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::up), on_exit());
+    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::down), on_exit());
 }
 
 // Reads the tunnel's first bytes until the ClientHello is complete (or proves not to be one)

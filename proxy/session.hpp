@@ -1,10 +1,12 @@
 #pragma once
-// One client connection: read the CONNECT head, decide, dial, inspect the tunnel's first bytes,
-// then relay until both directions end. A session lives on one worker's single-threaded
-// io_context, so its state needs no locks.
+// One client connection: read the request head, decide, dial; for CONNECT inspect the tunnel's
+// first bytes and relay until both directions end, for absolute-form http forward request after
+// request. A session lives on one worker's single-threaded io_context, so its state needs no
+// locks.
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -94,6 +96,17 @@ private:
     awaitable<ResponseEnd> relay_response(const http::MessageHead& request);
     awaitable<bool> write_to_client(std::string_view bytes);
     void audit_request();
+
+    // Completion of a spawned coroutine: an exception escaping one is a bug, but the connection
+    // still ends, is audited, and leaves the worker's registry.
+    struct ExitHandler {
+        std::shared_ptr<Session> self;
+        void operator()(std::exception_ptr exception) const {
+            if (exception) self->end_after_exception(exception);
+        }
+    };
+    ExitHandler on_exit() { return ExitHandler{shared_from_this()}; }
+    void end_after_exception(std::exception_ptr exception);
 
     void record_decision(const policy::Decision& decision);
     void set_phase(Phase phase, std::chrono::milliseconds budget);

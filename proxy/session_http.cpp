@@ -86,7 +86,7 @@ awaitable<bool> Session::forward_request(const http::MessageHead& head) {
     close_client_after_ = false;
     upstream_spent_ = false;
     upload_finished_.expires_at(asio::steady_timer::time_point::max());
-    asio::co_spawn(client_.get_executor(), upload_body(shared_from_this()), asio::detached);
+    asio::co_spawn(client_.get_executor(), upload_body(shared_from_this()), on_exit());
 
     const ResponseEnd end = co_await relay_response(head);
     // An upstream that answered before the request body ended leaves the rest of that body
