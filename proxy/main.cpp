@@ -49,9 +49,19 @@ void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsCont
         spdlog::error("reload: {} has {} error(s); keeping the running config", path, result.errors.size());
         return;
     }
-    if (result.config->listen.size() != holder.current()->listen.size() ||
-        result.config->tls_listen.size() != holder.current()->tls_listen.size()) {
-        spdlog::warn("reload: listener changes take effect on restart only");
+    const auto& running = *holder.current();
+    const auto& next = *result.config;
+    if (next.listen.size() != running.listen.size() || next.tls_listen.size() != running.tls_listen.size() ||
+        next.admin_listen.to_string() != running.admin_listen.to_string() || next.workers != running.workers) {
+        spdlog::warn("reload: listener and worker changes take effect on restart only");
+    }
+    const auto servers = [](const config::Config& c) {
+        std::string list;
+        for (const auto& server : c.dns.servers) list += server.to_string() + " ";
+        return list + std::to_string(c.dns.timeout.count());
+    };
+    if (servers(next) != servers(running) || next.audit_path != running.audit_path) {
+        spdlog::warn("reload: dns.servers, dns.timeout_ms and audit.path take effect on restart only");
     }
     if (!result.config->tls_listen.empty()) {
         try {
