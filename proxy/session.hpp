@@ -75,7 +75,7 @@ private:
         handshaking, reading_head, resolving, connecting, inspecting, tunneling, exchanging, rejecting, closing
     };
     enum class Direction { up, down };
-    enum class ResponseEnd { complete, client_failed, upstream_failed };
+    enum class ResponseEnd { complete, client_failed, upstream_failed, stale_upstream };
 
     // Each spawned coroutine holds `self`, so the session lives as long as any of them runs.
     awaitable<void> run(std::shared_ptr<Session> self);
@@ -91,9 +91,12 @@ private:
     // client connection, each decided, forwarded and audited on its own.
     awaitable<void> forward_requests();
     awaitable<bool> forward_request(const http::MessageHead& head);
-    awaitable<bool> reach_upstream(const policy::Target& target);
+    awaitable<bool> reach_upstream(const policy::Target& target, bool& reused);
+    awaitable<ResponseEnd> exchange(const http::MessageHead& head, const http::AbsoluteTarget& target, bool may_retry);
+    awaitable<bool> conclude_exchange(const http::MessageHead& head, ResponseEnd end);
+    void drop_upstream();
     awaitable<void> upload_body(std::shared_ptr<Session> self);
-    awaitable<ResponseEnd> relay_response(const http::MessageHead& request);
+    awaitable<ResponseEnd> relay_response(const http::MessageHead& request, bool may_retry);
     awaitable<bool> write_to_client(std::string_view bytes);
     void audit_request();
 
@@ -147,6 +150,7 @@ private:
     std::string outbound_;            // framed bytes on their way to a peer
     bool upload_running_ = false;
     bool upload_failed_ = false;
+    bool request_sent_ = false;        // the whole request body went up (reset per request)
     bool close_client_after_ = false;  // the response was delimited by close, or the client asked
     bool upstream_spent_ = false;      // the upstream connection cannot carry another request
     asio::steady_timer upload_finished_;

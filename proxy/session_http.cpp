@@ -68,27 +68,54 @@ awaitable<bool> Session::forward_request(const http::MessageHead& head) {
         co_await reject(http::Failure::denied, decision.reason, decision.rule);
         co_return false;
     }
-    const bool reached = co_await reach_upstream(target);
+    bool reused = false;
+    const bool reached = co_await reach_upstream(target, reused);
     if (!reached) co_return false;
+    // A kept-alive upstream may close between two requests; if it did so before answering a
+    // request without a body, nothing reached the client and the request can go again.
+    const bool may_retry = reused && head.framing == http::BodyFraming::none;
+    ResponseEnd end = co_await exchange(head, *classified.absolute, may_retry);
+    if (end == ResponseEnd::stale_upstream) {
+        const bool fresh = co_await reach_upstream(target, reused);
+        if (!fresh) co_return false;
+        end = co_await exchange(head, *classified.absolute, false);
+    }
+    co_return co_await conclude_exchange(head, end);
+}
 
+// Sends the request head, then streams the body up (its own coroutine) while the response
+// streams down, as Expect: 100-continue needs.
+awaitable<Session::ResponseEnd> Session::exchange(const http::MessageHead& head, const http::AbsoluteTarget& target,
+                                                  bool may_retry) {
     set_phase(Phase::exchanging, config_->timeouts.idle);
     last_activity_ = steady_clock::now();
-    const std::string request_head = http::upstream_request_head(
-        head, *classified.absolute, {record_.client_ip, config_->x_forwarded_for});
+    const std::string request_head = http::upstream_request_head(head, target, {record_.client_ip, config_->x_forwarded_for});
     error_code ec;
     co_await asio::async_write(upstream_, asio::buffer(request_head), with_error(ec));
+    if (ec && may_retry) {
+        upstream_spent_ = true;
+        co_return ResponseEnd::stale_upstream;
+    }
     if (ec) {
         co_await reject(http::Failure::connect_failed, http::reason::upstream_failed, "the upstream closed the connection");
-        co_return false;
+        co_return ResponseEnd::upstream_failed;
     }
-    upload_running_ = true;
     upload_failed_ = false;
     close_client_after_ = false;
     upstream_spent_ = false;
-    upload_finished_.expires_at(asio::steady_timer::time_point::max());
-    asio::co_spawn(client_.get_executor(), upload_body(shared_from_this()), on_exit());
+    if (!request_sent_) {  // a retry has no body left to send
+        upload_running_ = true;
+        upload_finished_.expires_at(asio::steady_timer::time_point::max());
+        asio::co_spawn(client_.get_executor(), upload_body(shared_from_this()), on_exit());
+    }
+    const ResponseEnd end = co_await relay_response(head, may_retry);
+    if (end == ResponseEnd::stale_upstream) drop_upstream();
+    co_return end;
+}
 
-    const ResponseEnd end = co_await relay_response(head);
+// Ends one exchange: waits for the upload, notes how it ended, and says whether the client
+// connection can carry another request.
+awaitable<bool> Session::conclude_exchange(const http::MessageHead& head, ResponseEnd end) {
     // An upstream that answered before the request body ended leaves the rest of that body
     // unread on the client connection: nothing after it can be parsed safely.
     const bool clean = end == ResponseEnd::complete && !upload_running_ && !upload_failed_;
@@ -101,23 +128,24 @@ awaitable<bool> Session::forward_request(const http::MessageHead& head) {
     if (end == ResponseEnd::upstream_failed && record_.close_reason.empty()) {
         record_.close_reason = audit::close_reason::upstream_reset;
     }
-    if (upstream_spent_) {
-        error_code ignored;
-        upstream_.close(ignored);
-        response_parser_.reset();
-        response_pending_.clear();
-    }
+    if (upstream_spent_) drop_upstream();
+    request_sent_ = false;
     co_return clean && head.keep_alive && !close_client_after_;
 }
 
-// The upstream connection of the previous request is reused only for the same host:port.
-awaitable<bool> Session::reach_upstream(const policy::Target& target) {
-    const std::string authority = authority_of(target);
-    if (upstream_.is_open() && response_parser_ && authority == upstream_authority_) co_return true;
+void Session::drop_upstream() {
     error_code ignored;
     upstream_.close(ignored);
     response_parser_.reset();
     response_pending_.clear();
+}
+
+// The upstream connection of the previous request is reused only for the same host:port.
+awaitable<bool> Session::reach_upstream(const policy::Target& target, bool& reused) {
+    const std::string authority = authority_of(target);
+    reused = upstream_.is_open() && response_parser_ && authority == upstream_authority_;
+    if (reused) co_return true;
+    drop_upstream();
     const bool connected = co_await dial(target);
     if (!connected) co_return false;
     upstream_authority_ = authority;
@@ -149,6 +177,7 @@ awaitable<void> Session::upload_body(std::shared_ptr<Session> self) {
         if (ec) break;
         last_activity_ = steady_clock::now();
         if (done) {
+            self->request_sent_ = true;
             self->upload_running_ = false;
             self->upload_finished_.cancel();
             co_return;
@@ -172,12 +201,13 @@ awaitable<bool> Session::write_to_client(std::string_view bytes) {
 
 // Upstream -> client: interim (1xx) responses and the final one, heads rewritten, bodies framed
 // for the client. Before the final head has gone out, a failure can still become a 502.
-awaitable<Session::ResponseEnd> Session::relay_response(const http::MessageHead& request) {
+awaitable<Session::ResponseEnd> Session::relay_response(const http::MessageHead& request, bool may_retry) {
     auto& parser = *response_parser_;
     std::span<char> buffer(tunnel_buffers_.get() + kTunnelBufferBytes, kTunnelBufferBytes);
     const bool client_http11 = request.version_major == 1 && request.version_minor >= 1;
     bool chunked_to_client = false;
-    bool answered = false;  // the final response head went out
+    bool answered = false;    // the final response head went out
+    bool heard_back = false;  // the upstream sent anything at all for this request
     for (;;) {
         auto status = parser.feed(response_pending_);
         response_pending_.erase(0, parser.consumed());
@@ -188,6 +218,7 @@ awaitable<Session::ResponseEnd> Session::relay_response(const http::MessageHead&
             if (n > 0) {
                 response_pending_.append(buffer.data(), n);
                 last_activity_ = steady_clock::now();
+                heard_back = true;
             } else {
                 status = parser.finish();  // a body delimited by close ends here
                 upstream_ended = true;
@@ -197,6 +228,7 @@ awaitable<Session::ResponseEnd> Session::relay_response(const http::MessageHead&
         if (status == http::MessageParser::Status::error ||
             (status == http::MessageParser::Status::need_more && upstream_ended)) {
             upstream_spent_ = true;
+            if (may_retry && !heard_back) co_return ResponseEnd::stale_upstream;
             if (!answered) {
                 record_.bytes_down = 0;
                 co_await reject(http::Failure::connect_failed, http::reason::upstream_failed, "no complete response");
