@@ -26,7 +26,7 @@ import time
 import unittest
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -74,6 +74,12 @@ def require_isolated_network(test: unittest.TestCase) -> None:
         test.skipTest(
             "needs a network namespace with only loopback (run it through run_isolated.sh as root): "
             "it asks the proxy for a non-loopback destination, which must never leave the machine")
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without *_proxy variables, for clients (curl) that would obey them."""
+    return {k: v for k, v in os.environ.items()
+            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
 
 
 def free_loopback_port() -> int:
@@ -672,13 +678,44 @@ class TlsHttpServer:
 
 
 # --------------------------------------------------------------------------------------------
-# Assertions shared by the test files
+# Test cases: class fixtures and assertions shared by the test files
+
+
+Closable = TypeVar("Closable")  # an upstream or a server: anything with close()
 
 
 class ProxyTestCase(unittest.TestCase):
-    """Checks after every test that the proxy under test is still running."""
+    """Checks after every test that the proxy under test is still running.
+
+    setUpClass builds a class fixture with the helpers below. What they set up is undone after
+    the class's last test, or at once when setUpClass fails, in reverse order: a class that sets
+    up its work directory, then its upstreams, then the proxy has the proxy stopped first and the
+    directory removed last.
+    """
 
     proxies: list[Proxy] = []
+
+    @classmethod
+    def class_workdir(cls, prefix: str) -> Path:
+        """A temporary directory for the class's config, audit file and logs."""
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        cls.addClassCleanup(tmp.cleanup)
+        return Path(tmp.name)
+
+    @classmethod
+    def close_after_class(cls, resource: Closable) -> Closable:
+        """resource (an upstream or a server), closed after the class's tests."""
+        cls.addClassCleanup(resource.close)
+        return resource
+
+    @classmethod
+    def start_proxy(cls, config: dict[str, Any], workdir: Path) -> Proxy:
+        """Starts egressgate for the class: checked alive around every test, stopped after the last."""
+        proxy = Proxy(config, workdir)
+        cls.addClassCleanup(proxy.stop)
+        proxy.start()
+        cls.proxies = [proxy]
+        return proxy
 
     def setUp(self) -> None:
         for proxy in type(self).proxies:

@@ -3,12 +3,10 @@ records as the audit trail; /healthz and /readyz answer; nothing else is served.
 
 import http.client
 import re
-import tempfile
 import time
 import unittest
-from pathlib import Path
 
-from harness import (STORAGE_NAME, Proxy, ProxyTestCase, base_config, connect_request, echo_server,
+from harness import (STORAGE_NAME, ProxyTestCase, base_config, connect_request, echo_server,
                      open_tunnel, recv_exactly, send_raw)
 
 ADMIN_RE = re.compile(r"admin endpoint on 127\.0\.0\.1:(\d+)")
@@ -17,20 +15,12 @@ ADMIN_RE = re.compile(r"admin endpoint on 127\.0\.0\.1:(\d+)")
 class AdminTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-admin-")
-        cls.echo = echo_server()
-        config = base_config(Path(cls.tmp.name), ports=[cls.echo.port],
+        workdir = cls.class_workdir("egressgate-admin-")
+        cls.echo = cls.close_after_class(echo_server())
+        config = base_config(workdir, ports=[cls.echo.port],
                              vms=[{"name": "web-01", "ip": "127.0.0.1"}])
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
+        cls.proxy = cls.start_proxy(config, workdir)
         cls.admin_port = int(ADMIN_RE.search(cls.proxy.stderr()).group(1))
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.echo.close()
-        cls.tmp.cleanup()
 
     def get(self, path: str, method: str = "GET") -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)

@@ -1,11 +1,9 @@
 """[clients] allow: a source outside it is closed at accept, answered with nothing, and audited."""
 
 import socket
-import tempfile
 import unittest
-from pathlib import Path
 
-from harness import (ESTABLISHED, STORAGE_NAME, Proxy, ProxyTestCase, base_config, connect_request,
+from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, base_config, connect_request,
                      echo_server, open_tunnel, recv_exactly, recv_until_eof, tcp_connect,
                      wait_closed)
 
@@ -15,18 +13,10 @@ CLOSE_BOUND = 3.0  # seconds within which the proxy must drop a denied client
 class ClientAllowListTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-clients-allow-")
-        cls.echo = echo_server()
-        config = base_config(Path(cls.tmp.name), ports=[cls.echo.port], clients=["127.0.0.1/32"])
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.echo.close()
-        cls.tmp.cleanup()
+        workdir = cls.class_workdir("egressgate-clients-allow-")
+        cls.echo = cls.close_after_class(echo_server())
+        config = base_config(workdir, ports=[cls.echo.port], clients=["127.0.0.1/32"])
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def test_client_outside_allow_list_is_closed_without_a_byte(self):
         sock = tcp_connect(self.proxy.port, source="127.0.0.2")

@@ -3,15 +3,12 @@ Python's http.client (CONNECT HTTP/1.0 without Host, as WALinuxAgent on Python <
 curl (CONNECT HTTP/1.1 with Host) and openssl s_client -proxy. TLS is end to end: the proxy only tunnels."""
 
 import http.client
-import os
 import shutil
 import ssl
 import subprocess
-import tempfile
 import unittest
-from pathlib import Path
 
-from harness import (STORAGE_NAME, Proxy, ProxyTestCase, TlsHttpServer, base_config,
+from harness import (STORAGE_NAME, ProxyTestCase, TlsHttpServer, base_config, clean_env,
                      make_certificate)
 
 PAGE = b"backup blob contents\n" * 100
@@ -20,26 +17,15 @@ PAGE = b"backup blob contents\n" * 100
 class RealClientTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-clients-")
-        workdir = Path(cls.tmp.name)
+        workdir = cls.class_workdir("egressgate-clients-")
         cls.cert, cls.key = make_certificate(workdir)
         # one HTTPS server per client, so each audit line is found by its upstream port
-        cls.https_python = TlsHttpServer(cls.cert, cls.key, PAGE)
-        cls.https_curl = TlsHttpServer(cls.cert, cls.key, PAGE)
-        cls.https_openssl = TlsHttpServer(cls.cert, cls.key, PAGE)
+        cls.https_python = cls.close_after_class(TlsHttpServer(cls.cert, cls.key, PAGE))
+        cls.https_curl = cls.close_after_class(TlsHttpServer(cls.cert, cls.key, PAGE))
+        cls.https_openssl = cls.close_after_class(TlsHttpServer(cls.cert, cls.key, PAGE))
         config = base_config(workdir, ports=[cls.https_python.port, cls.https_curl.port,
                                              cls.https_openssl.port])
-        cls.proxy = Proxy(config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.https_python.close()
-        cls.https_curl.close()
-        cls.https_openssl.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def assert_tunnel_audited(self, upstream_port: int) -> dict:
         record = self.proxy.wait_audit(
@@ -75,14 +61,12 @@ class RealClientTest(ProxyTestCase):
         curl = shutil.which("curl")
         if curl is None:
             self.skipTest("curl is not installed")
-        env = {k: v for k, v in os.environ.items()
-               if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
         result = subprocess.run(
             [curl, "-q", "-sS", "--max-time", "20",
              "-x", f"http://127.0.0.1:{self.proxy.port}",
              "--cacert", str(self.cert),
              f"https://{STORAGE_NAME}:{self.https_curl.port}/"],
-            capture_output=True, env=env, timeout=30)
+            capture_output=True, env=clean_env(), timeout=30)
         self.assertEqual(result.returncode, 0, result.stderr.decode(errors="replace"))
         self.assertEqual(result.stdout, PAGE)
         self.assert_tunnel_audited(self.https_curl.port)
@@ -108,13 +92,11 @@ class RealClientTest(ProxyTestCase):
         curl = shutil.which("curl")
         if curl is None:
             self.skipTest("curl is not installed")
-        env = {k: v for k, v in os.environ.items()
-               if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
         # 444 is not in [egress] ports; the name resolves to loopback anyway.
         result = subprocess.run(
             [curl, "-q", "-sS", "--max-time", "20", "-x", f"http://127.0.0.1:{self.proxy.port}",
              "--cacert", str(self.cert), f"https://{STORAGE_NAME}:444/"],
-            capture_output=True, env=env, timeout=30)
+            capture_output=True, env=clean_env(), timeout=30)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(b"403", result.stderr, result.stderr)
 

@@ -24,22 +24,13 @@ def request_reply_handler(conn: socket.socket) -> bytes:
 class ConnectTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-connect-")
-        cls.echo = echo_server()
-        cls.reply = Upstream(request_reply_handler)
-        config = base_config(Path(cls.tmp.name), ports=[cls.echo.port, cls.reply.port],
+        workdir = cls.class_workdir("egressgate-connect-")
+        cls.echo = cls.close_after_class(echo_server())
+        cls.reply = cls.close_after_class(Upstream(request_reply_handler))
+        config = base_config(workdir, ports=[cls.echo.port, cls.reply.port],
                              clients=["127.0.0.1/32", "127.0.0.3/32"],
                              vms=[{"name": "backup-vm-03", "ip": "127.0.0.3"}])
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.echo.close()
-        cls.reply.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def echo_round_trip(self, sock: socket.socket, payload: bytes) -> None:
         sock.sendall(payload)

@@ -7,14 +7,12 @@ Every test here runs inside a loopback-only network namespace: the DNS answers i
 
 import socket
 import struct
-import tempfile
 import threading
 import time
 import unittest
 from collections import Counter
-from pathlib import Path
 
-from harness import (ESTABLISHED, Proxy, ProxyTestCase, base_config, echo_server, open_tunnel,
+from harness import (ESTABLISHED, ProxyTestCase, base_config, echo_server, open_tunnel,
                      recv_exactly, require_isolated_network, send_raw, connect_request)
 
 TYPE_A, TYPE_AAAA = 1, 28
@@ -93,23 +91,15 @@ class DnsTest(ProxyTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-dns-")
-        cls.echo = echo_server()
-        cls.dns = LoopbackDnsServer({cls.CACHED: ("127.0.0.1", 300), cls.SHORT_TTL: ("127.0.0.1", 1),
-                                     cls.IMDS: ("169.254.169.254", 300)}, silent={cls.SILENT})
-        config = base_config(Path(cls.tmp.name), ports=[cls.echo.port], dns_hosts={}, dns_timeout_ms=400)
+        workdir = cls.class_workdir("egressgate-dns-")
+        cls.echo = cls.close_after_class(echo_server())
+        cls.dns = cls.close_after_class(LoopbackDnsServer(
+            {cls.CACHED: ("127.0.0.1", 300), cls.SHORT_TTL: ("127.0.0.1", 1),
+             cls.IMDS: ("169.254.169.254", 300)}, silent={cls.SILENT}))
+        config = base_config(workdir, ports=[cls.echo.port], dns_hosts={}, dns_timeout_ms=400)
         config["dns"]["servers"] = [f"127.0.0.1:{cls.dns.port}"]
         config["proxy"]["workers"] = 1  # one worker: one cache, so the query counts are exact
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.dns.close()
-        cls.echo.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def setUp(self) -> None:
         require_isolated_network(self)

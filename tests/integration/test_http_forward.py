@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import (AUDIT_TIMEOUT, MAX_HEAD, SOCKET_TIMEOUT, STORAGE_NAME, Proxy, ProxyTestCase,
-                     Response, base_config, egressgate_bin, free_loopback_port, network_isolated,
-                     require_isolated_network, tcp_connect, toml_dumps, wait_closed)
+                     Response, base_config, clean_env, egressgate_bin, free_loopback_port,
+                     network_isolated, require_isolated_network, tcp_connect, toml_dumps,
+                     wait_closed)
 
 MiB = 1024 * 1024
 BIG = 64 * MiB
@@ -393,11 +394,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-
-
 # --------------------------------------------------------------------------------------------
 # Shared by the test classes
 
@@ -493,29 +489,19 @@ class HttpProxyTestCase(ProxyTestCase):
 class HttpForwardTest(HttpProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-http-")
-        workdir = Path(cls.tmp.name)
+        cls.workdir = cls.class_workdir("egressgate-http-")
         cls.payload = os.urandom(BIG)  # served by the origin, uploaded from big_file
         cls.payload_sha256 = sha256(cls.payload)
-        cls.big_file = workdir / "big.bin"
+        cls.big_file = cls.workdir / "big.bin"
         cls.big_file.write_bytes(cls.payload)
-        cls.origin = HttpOrigin(cls.payload)
-        cls.other_origin = HttpOrigin(cls.payload)  # same name, another port
+        cls.origin = cls.close_after_class(HttpOrigin(cls.payload))
+        cls.other_origin = cls.close_after_class(HttpOrigin(cls.payload))  # same name, another port
         cls.refused_port = free_loopback_port()  # nothing listens there
         config = base_config(
-            workdir, ports=[cls.origin.port, cls.other_origin.port, cls.refused_port],
+            cls.workdir, ports=[cls.origin.port, cls.other_origin.port, cls.refused_port],
             dns_hosts={STORAGE_NAME: "127.0.0.1", SECOND_NAME: "127.0.0.1"},
             allow_addresses=["127.0.0.0/8"], connect_ms=2000, dns_timeout_ms=1000)
-        cls.proxy = Proxy(config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.origin.close()
-        cls.other_origin.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, cls.workdir)
 
     def setUp(self) -> None:
         super().setUp()
@@ -530,14 +516,14 @@ class HttpForwardTest(HttpProxyTestCase):
 
     def test_curl_get_is_forwarded_in_origin_form(self):
         target = "/curl-get/download/100000?framing=length&x=a%20b"
-        result = self.curl("-D", "-", "-o", str(Path(self.tmp.name) / "curl-get.out"),
+        result = self.curl("-D", "-", "-o", str(self.workdir / "curl-get.out"),
                            self.url(target))
         self.assert_curl_ok(result)
         head = result.stdout.decode("latin-1")
         self.assertRegex(head, r"^HTTP/1\.1 200 ", head)
         self.assertRegex(head, rf"(?im)^via: {re.escape(VIA)}\r$", head)
         self.assertRegex(head, r"(?im)^x-origin: loopback\r$", head)
-        self.assertEqual((Path(self.tmp.name) / "curl-get.out").read_bytes(),
+        self.assertEqual((self.workdir / "curl-get.out").read_bytes(),
                          self.payload[:100000])
 
         request, = self.origin.requests_under("/curl-get/")
@@ -593,7 +579,7 @@ class HttpForwardTest(HttpProxyTestCase):
                                     bytes_down=len(result.stdout))
 
     def download(self, framing: str, size: int) -> None:
-        out = Path(self.tmp.name) / f"download-{framing}.bin"
+        out = self.workdir / f"download-{framing}.bin"
         try:
             result = self.curl("-o", str(out),
                                self.url(f"/curl-download-{framing}/download/{size}?framing={framing}"))
@@ -615,7 +601,7 @@ class HttpForwardTest(HttpProxyTestCase):
         self.download("close", 4 * MiB + 3)
 
     def test_curl_expect_100_continue_passes_the_origins_100(self):
-        small = Path(self.tmp.name) / "expect.bin"
+        small = self.workdir / "expect.bin"
         small.write_bytes(self.payload[:2 * MiB])
         try:
             result = self.curl("-v", "-X", "PUT", "-H", "Expect: 100-continue",
@@ -895,20 +881,11 @@ class HttpForwardTest(HttpProxyTestCase):
 class XForwardedForTest(HttpProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-http-xff-")
-        workdir = Path(cls.tmp.name)
-        cls.origin = HttpOrigin(b"p" * 1000)
+        workdir = cls.class_workdir("egressgate-http-xff-")
+        cls.origin = cls.close_after_class(HttpOrigin(b"p" * 1000))
         config = base_config(workdir, ports=[cls.origin.port], clients=["127.0.0.0/8"])
         config["proxy"]["x_forwarded_for"] = True
-        cls.proxy = Proxy(config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.origin.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def test_x_forwarded_for_names_the_client(self):
         for source in ("127.0.0.1", "127.0.0.3"):
@@ -957,25 +934,11 @@ class DefaultPortTest(HttpProxyTestCase):
         if not network_isolated():
             raise unittest.SkipTest("needs a loopback-only network namespace to own port 80")
         try:
-            cls.origin = HttpOrigin(b"", port=80)
+            cls.origin = cls.close_after_class(HttpOrigin(b"", port=80))
         except OSError as exc:
             raise unittest.SkipTest(f"cannot listen on 127.0.0.1:80: {exc}")
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-http-80-")
-        config = base_config(Path(cls.tmp.name), ports=[80])
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        try:
-            cls.proxy.start()
-        except BaseException:
-            cls.origin.close()
-            cls.tmp.cleanup()
-            raise
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.origin.close()
-        cls.tmp.cleanup()
+        workdir = cls.class_workdir("egressgate-http-80-")
+        cls.proxy = cls.start_proxy(base_config(workdir, ports=[80]), workdir)
 
     def test_host_has_no_port_for_port_80(self):
         for url, path in ((f"http://{STORAGE_NAME}/implicit", "/implicit"),

@@ -3,11 +3,9 @@ the second request (no body) again on a fresh connection instead of answering 50
 
 import http.client
 import socket
-import tempfile
 import unittest
-from pathlib import Path
 
-from harness import STORAGE_NAME, Proxy, ProxyTestCase, Upstream, base_config
+from harness import STORAGE_NAME, ProxyTestCase, Upstream, base_config
 
 
 def answer_once_then_close(conn: socket.socket) -> bytes:
@@ -25,17 +23,9 @@ def answer_once_then_close(conn: socket.socket) -> bytes:
 class StaleUpstreamTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-keepalive-")
-        cls.origin = Upstream(answer_once_then_close)
-        cls.proxy = Proxy(base_config(Path(cls.tmp.name), ports=[cls.origin.port]), Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.origin.close()
-        cls.tmp.cleanup()
+        workdir = cls.class_workdir("egressgate-keepalive-")
+        cls.origin = cls.close_after_class(Upstream(answer_once_then_close))
+        cls.proxy = cls.start_proxy(base_config(workdir, ports=[cls.origin.port]), workdir)
 
     def test_second_request_goes_again_on_a_fresh_upstream_connection(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=10)

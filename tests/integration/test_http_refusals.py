@@ -7,31 +7,20 @@ The origin and the client helpers come from test_http_forward.py. Requests are h
 proxy never closes on unread bytes (which would turn its close into a reset).
 """
 
-import tempfile
 import unittest
-from pathlib import Path
 
-from harness import STORAGE_NAME, Proxy, base_config, send_raw, tcp_connect, wait_closed
+from harness import STORAGE_NAME, base_config, send_raw, tcp_connect, wait_closed
 from test_http_forward import HttpOrigin, HttpProxyTestCase, ResponseReader, absolute_request
 
 
 class HttpRefusalTest(HttpProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-http-refusals-")
-        workdir = Path(cls.tmp.name)
-        cls.origin = HttpOrigin(b"r" * 1000)
+        workdir = cls.class_workdir("egressgate-http-refusals-")
+        cls.origin = cls.close_after_class(HttpOrigin(b"r" * 1000))
         config = base_config(workdir, ports=[cls.origin.port],
                              dns_hosts={STORAGE_NAME: "127.0.0.1"}, allow_addresses=["127.0.0.0/8"])
-        cls.proxy = Proxy(config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.origin.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def head(self, *header_lines: str, method: str = "GET", target: str | None = None) -> bytes:
         """A request head for the allowed origin, with header_lines (raw, without CRLF) added."""

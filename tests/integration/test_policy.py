@@ -7,11 +7,9 @@ off the machine.
 """
 
 import socket
-import tempfile
 import unittest
-from pathlib import Path
 
-from harness import (ESTABLISHED, STORAGE_NAME, Proxy, ProxyTestCase, base_config, echo_server,
+from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, base_config, echo_server,
                      open_tunnel, recv_exactly, recv_until_eof, require_isolated_network, send_raw,
                      connect_request)
 
@@ -20,26 +18,33 @@ WIRESERVER_NAME = "wire.blob.core.windows.net"  # an allowed name that resolves 
 UNLISTED_NAME = "notlisted.example.org"         # not in any catalog; loopback in [dns.hosts]
 
 
+def echo_through_tunnel(test: ProxyTestCase, target: str, payload: bytes) -> dict:
+    """Sends payload through a CONNECT tunnel to target (the test's echo upstream), checks that it
+    comes back and that the tunnel closes cleanly; returns the tunnel's audit line."""
+    sock, response = open_tunnel(test.proxy, target)
+    with sock:
+        client_port = sock.getsockname()[1]
+        test.assertEqual(response.head, ESTABLISHED)
+        sock.sendall(payload)
+        test.assertEqual(recv_exactly(sock, len(payload)), payload)
+        sock.shutdown(socket.SHUT_WR)
+        test.assertEqual(recv_until_eof(sock), b"")
+    test.echo.take()
+    return test.proxy.audit_for_client(client_port)
+
+
 class EnforcePolicyTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-policy-")
-        cls.echo = echo_server()
+        workdir = cls.class_workdir("egressgate-policy-")
+        cls.echo = cls.close_after_class(echo_server())
         config = base_config(
-            Path(cls.tmp.name), ports=[443, cls.echo.port],
+            workdir, ports=[443, cls.echo.port],
             # loopback only is exempt: IMDS and WireServer must stay denied
             allow_addresses=["127.0.0.0/8"],
             dns_hosts={STORAGE_NAME: "127.0.0.1", IMDS_NAME: "169.254.169.254",
                        WIRESERVER_NAME: "168.63.129.16", UNLISTED_NAME: "127.0.0.1"})
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.echo.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def setUp(self) -> None:
         super().setUp()
@@ -86,16 +91,7 @@ class EnforcePolicyTest(ProxyTestCase):
         self.connect_denied("169.254.169.254:443", 403, "ip_literal_not_allowed")
 
     def test_ip_literal_inside_allow_addresses_is_tunnelled(self):
-        sock, response = open_tunnel(self.proxy, f"127.0.0.1:{self.echo.port}")
-        with sock:
-            client_port = sock.getsockname()[1]
-            self.assertEqual(response.head, ESTABLISHED)
-            sock.sendall(b"literal")
-            self.assertEqual(recv_exactly(sock, 7), b"literal")
-            sock.shutdown(socket.SHUT_WR)
-            self.assertEqual(recv_until_eof(sock), b"")
-        self.echo.take()
-        record = self.proxy.audit_for_client(client_port)
+        record = echo_through_tunnel(self, f"127.0.0.1:{self.echo.port}", b"literal")
         self.assertEqual(record["decision"], "allow", record)
         self.assertEqual(record["reason"], "address_allowed", record)
         self.assertEqual(record["resolved"], "127.0.0.1", record)
@@ -149,33 +145,17 @@ class EnforcePolicyTest(ProxyTestCase):
 class ReportModeTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-report-")
-        cls.echo = echo_server()
+        workdir = cls.class_workdir("egressgate-report-")
+        cls.echo = cls.close_after_class(echo_server())
         config = base_config(
-            Path(cls.tmp.name), mode="report", ports=[443, cls.echo.port],
+            workdir, mode="report", ports=[443, cls.echo.port],
             allow_addresses=["127.0.0.0/8"],
             dns_hosts={UNLISTED_NAME: "127.0.0.1", "imds.example.org": "169.254.169.254"})
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.echo.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def test_report_mode_tunnels_unlisted_name_and_audits_report(self):
-        sock, response = open_tunnel(self.proxy, f"{UNLISTED_NAME}:{self.echo.port}")
-        with sock:
-            client_port = sock.getsockname()[1]
-            self.assertEqual(response.head, ESTABLISHED)
-            sock.sendall(b"would have been denied")
-            self.assertEqual(recv_exactly(sock, 22), b"would have been denied")
-            sock.shutdown(socket.SHUT_WR)
-            self.assertEqual(recv_until_eof(sock), b"")
-        self.echo.take()
-        record = self.proxy.audit_for_client(client_port)
+        record = echo_through_tunnel(self, f"{UNLISTED_NAME}:{self.echo.port}",
+                                     b"would have been denied")
         self.assert_audit_shape(record)
         self.assertEqual(record["decision"], "report", record)
         self.assertEqual(record["reason"], "host_not_allowed", record)  # what enforce would say

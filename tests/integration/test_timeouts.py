@@ -1,12 +1,10 @@
 """Deadlines and dial failures, forced by tiny configured timeouts and bounded waits (no sleeps)."""
 
 import socket
-import tempfile
 import time
 import unittest
-from pathlib import Path
 
-from harness import (ESTABLISHED, STORAGE_NAME, Proxy, ProxyTestCase, base_config, connect_request,
+from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, base_config, connect_request,
                      echo_server, free_loopback_port, open_tunnel, recv_exactly,
                      require_isolated_network, send_raw, tcp_connect, wait_closed)
 
@@ -20,22 +18,14 @@ UNRESOLVABLE_NAME = "no-such-account-egressgate-test.blob.core.windows.net"
 class TimeoutTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-timeouts-")
-        cls.echo = echo_server()
+        workdir = cls.class_workdir("egressgate-timeouts-")
+        cls.echo = cls.close_after_class(echo_server())
         cls.refused_port = free_loopback_port()  # nothing listens there
         config = base_config(
-            Path(cls.tmp.name), ports=[443, cls.echo.port, cls.refused_port],
+            workdir, ports=[443, cls.echo.port, cls.refused_port],
             dns_hosts={STORAGE_NAME: "127.0.0.1", REFUSED_NAME: "127.0.0.1"},
             header_ms=HEADER_MS, idle_ms=IDLE_MS, connect_ms=1000, dns_timeout_ms=1000)
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.echo.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def assert_header_timeout_audited(self, client_port: int, data: bytes) -> None:
         record = self.proxy.audit_for_client(client_port)

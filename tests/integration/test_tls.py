@@ -4,7 +4,6 @@ records it; and the TLS listener serves clients that speak TLS to the proxy itse
 (curl --proxy https://...), with the same sessions and policy.
 """
 
-import os
 import re
 import shutil
 import socket
@@ -15,7 +14,8 @@ import unittest
 from pathlib import Path
 
 from harness import (ESTABLISHED, STORAGE_NAME, Proxy, ProxyTestCase, TlsHttpServer, Upstream,
-                     base_config, egressgate_bin, make_certificate, open_tunnel, recv_until_eof)
+                     base_config, clean_env, egressgate_bin, make_certificate, open_tunnel,
+                     recv_until_eof)
 
 PAGE = b"blob behind a verified SNI\n" * 50
 FRONTED_NAME = "other.blob.core.windows.net"  # allowed by the catalog, but not what was CONNECTed
@@ -46,32 +46,17 @@ def s_client(proxy_port: int, upstream_port: int, servername: str, ca: Path) -> 
         input=request, capture_output=True, timeout=30)
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-
-
 class SniMatchTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-tls-")
-        workdir = Path(cls.tmp.name)
+        workdir = cls.class_workdir("egressgate-tls-")
         cls.cert, cls.key = make_certificate(workdir)
-        cls.https = TlsHttpServer(cls.cert, cls.key, PAGE)
-        cls.recorder = Upstream(recording_handler)
+        cls.https = cls.close_after_class(TlsHttpServer(cls.cert, cls.key, PAGE))
+        cls.recorder = cls.close_after_class(Upstream(recording_handler))
         config = base_config(workdir, ports=[cls.https.port, cls.recorder.port])
         config["egress"]["tls_ports"] = [cls.https.port, cls.recorder.port]
         config["egress"]["sni"] = "match"
-        cls.proxy = Proxy(config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.https.close()
-        cls.recorder.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def test_sni_equal_to_the_connect_host_passes_and_is_audited(self) -> None:
         result = s_client(self.proxy.port, self.https.port, STORAGE_NAME, self.cert)
@@ -139,22 +124,13 @@ class SniMatchTest(ProxyTestCase):
 class SniLogTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-tls-log-")
-        workdir = Path(cls.tmp.name)
+        workdir = cls.class_workdir("egressgate-tls-log-")
         cls.cert, cls.key = make_certificate(workdir)
-        cls.https = TlsHttpServer(cls.cert, cls.key, PAGE)
+        cls.https = cls.close_after_class(TlsHttpServer(cls.cert, cls.key, PAGE))
         config = base_config(workdir, ports=[cls.https.port])
         config["egress"]["tls_ports"] = [cls.https.port]
         config["egress"]["sni"] = "log"
-        cls.proxy = Proxy(config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.https.close()
-        cls.tmp.cleanup()
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def test_a_mismatch_passes_and_is_reported(self) -> None:
         result = s_client(self.proxy.port, self.https.port, FRONTED_NAME, self.cert)
@@ -170,32 +146,23 @@ class SniLogTest(ProxyTestCase):
 class TlsListenerTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-tls-listener-")
-        workdir = Path(cls.tmp.name)
+        workdir = cls.class_workdir("egressgate-tls-listener-")
         cls.cert, cls.key = make_certificate(workdir)
         cls.proxy_cert, cls.proxy_key = workdir / "proxy.pem", workdir / "proxy.key"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                         "-subj", "/CN=egressgate", "-addext", "subjectAltName=IP:127.0.0.1",
                         "-keyout", str(cls.proxy_key), "-out", str(cls.proxy_cert)],
                        check=True, capture_output=True, timeout=60)
-        cls.https = TlsHttpServer(cls.cert, cls.key, PAGE)
+        cls.https = cls.close_after_class(TlsHttpServer(cls.cert, cls.key, PAGE))
         cls.config = base_config(workdir, ports=[cls.https.port])
         cls.config["egress"]["tls_ports"] = [cls.https.port]
         cls.config["proxy"].update(tls_listen=["127.0.0.1:0"], tls_cert=str(cls.proxy_cert),
                                    tls_key=str(cls.proxy_key))
-        cls.proxy = Proxy(cls.config, workdir)
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
+        cls.proxy = cls.start_proxy(cls.config, workdir)
         deadline = time.monotonic() + 5
         while not TLS_LISTENING_RE.search(cls.proxy.stderr()) and time.monotonic() < deadline:
             time.sleep(0.02)
         cls.tls_port = int(TLS_LISTENING_RE.search(cls.proxy.stderr()).group(1))
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        cls.https.close()
-        cls.tmp.cleanup()
 
     def test_curl_through_the_tls_listener(self) -> None:
         curl = shutil.which("curl")

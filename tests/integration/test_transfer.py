@@ -3,11 +3,9 @@
 import os
 import socket
 import struct
-import tempfile
 import unittest
-from pathlib import Path
 
-from harness import (ESTABLISHED, STORAGE_NAME, Proxy, ProxyTestCase, Upstream, base_config,
+from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, Upstream, base_config,
                      duplex_stream, echo_server, open_tunnel, recv_exactly, recv_until_eof,
                      sink_source_handler, wait_closed)
 
@@ -50,26 +48,16 @@ def abort(sock: socket.socket) -> None:
 class TransferTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = tempfile.TemporaryDirectory(prefix="egressgate-transfer-")
-        cls.big = Upstream(sink_source_handler(BIG, BIG + MiB))
-        cls.client_half_close = Upstream(reply_after_eof)
-        cls.upstream_half_close = Upstream(greet_then_read)
-        cls.echo = echo_server()
-        cls.resetting = Upstream(reset_after_first_bytes)
+        workdir = cls.class_workdir("egressgate-transfer-")
+        cls.big = cls.close_after_class(Upstream(sink_source_handler(BIG, BIG + MiB)))
+        cls.client_half_close = cls.close_after_class(Upstream(reply_after_eof))
+        cls.upstream_half_close = cls.close_after_class(Upstream(greet_then_read))
+        cls.echo = cls.close_after_class(echo_server())
+        cls.resetting = cls.close_after_class(Upstream(reset_after_first_bytes))
         upstreams = [cls.big, cls.client_half_close, cls.upstream_half_close, cls.echo,
                      cls.resetting]
-        cls.upstreams = upstreams
-        config = base_config(Path(cls.tmp.name), ports=[u.port for u in upstreams])
-        cls.proxy = Proxy(config, Path(cls.tmp.name))
-        cls.proxy.start()
-        cls.proxies = [cls.proxy]
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.proxy.stop()
-        for upstream in cls.upstreams:
-            upstream.close()
-        cls.tmp.cleanup()
+        config = base_config(workdir, ports=[u.port for u in upstreams])
+        cls.proxy = cls.start_proxy(config, workdir)
 
     def tunnel(self, upstream: Upstream) -> tuple[socket.socket, int, bytes]:
         """Opens a tunnel; returns the socket, its local port and any upstream bytes that came in
