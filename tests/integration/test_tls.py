@@ -6,6 +6,7 @@ records it; and the TLS listener serves clients that speak TLS to the proxy itse
 
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -44,6 +45,17 @@ def s_client(proxy_port: int, upstream_port: int, servername: str, ca: Path) -> 
          "-proxy", f"127.0.0.1:{proxy_port}", "-connect", f"{STORAGE_NAME}:{upstream_port}",
          "-servername", servername, "-verify_hostname", STORAGE_NAME, "-CAfile", str(ca)],
         input=request, capture_output=True, timeout=30)
+
+
+def tls_port_of(proxy: Proxy) -> int:
+    """The TLS listener's port, from its "listening on ... (TLS)" line (bounded wait)."""
+    deadline = time.monotonic() + 5
+    while not TLS_LISTENING_RE.search(proxy.stderr()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    match = TLS_LISTENING_RE.search(proxy.stderr())
+    if match is None:
+        raise AssertionError(f"no TLS listener line in:\n{proxy.stderr_tail()}")
+    return int(match.group(1))
 
 
 class SniMatchTest(ProxyTestCase):
@@ -159,10 +171,7 @@ class TlsListenerTest(ProxyTestCase):
         cls.config["proxy"].update(tls_listen=["127.0.0.1:0"], tls_cert=str(cls.proxy_cert),
                                    tls_key=str(cls.proxy_key))
         cls.proxy = cls.start_proxy(cls.config, workdir)
-        deadline = time.monotonic() + 5
-        while not TLS_LISTENING_RE.search(cls.proxy.stderr()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        cls.tls_port = int(TLS_LISTENING_RE.search(cls.proxy.stderr()).group(1))
+        cls.tls_port = tls_port_of(cls.proxy)
 
     def test_curl_through_the_tls_listener(self) -> None:
         curl = shutil.which("curl")
@@ -203,6 +212,44 @@ class TlsListenerTest(ProxyTestCase):
     def test_key_of_another_certificate_is_a_clear_start_up_error(self) -> None:
         stderr = self.start_failure(tls_key=str(self.key))
         self.assertIn("does not match the certificate", stderr)
+
+
+class TlsCertificateReloadTest(ProxyTestCase):
+    """SIGHUP re-reads the TLS listener's certificate and key for new clients."""
+
+    @staticmethod
+    def make_proxy_cert(cert: Path, key: Path, common_name: str) -> None:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", f"/CN={common_name}", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        workdir = cls.class_workdir("egressgate-tls-reload-")
+        cls.proxy_cert, cls.proxy_key = workdir / "proxy.pem", workdir / "proxy.key"
+        cls.make_proxy_cert(cls.proxy_cert, cls.proxy_key, "egressgate-before")
+        config = base_config(workdir, ports=[443])
+        config["proxy"].update(tls_listen=["127.0.0.1:0"], tls_cert=str(cls.proxy_cert), tls_key=str(cls.proxy_key))
+        cls.proxy = cls.start_proxy(config, workdir)
+        cls.tls_port = tls_port_of(cls.proxy)
+
+    def served_subject(self) -> str:
+        result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{self.tls_port}"],
+                                input=b"", capture_output=True, timeout=30)
+        match = re.search(r"subject=.*?CN\s*=\s*([\w.-]+)", result.stdout.decode(errors="replace"))
+        self.assertIsNotNone(match, result.stdout[-500:])
+        return match.group(1)
+
+    def test_sighup_serves_the_new_certificate(self) -> None:
+        self.assertEqual(self.served_subject(), "egressgate-before")
+        self.make_proxy_cert(self.proxy_cert, self.proxy_key, "egressgate-after")
+        self.proxy.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "applied to new connections" not in self.proxy.stderr():
+            self.assertLess(time.monotonic(), deadline, self.proxy.stderr_tail())
+            time.sleep(0.02)
+        self.assertEqual(self.served_subject(), "egressgate-after")
 
 
 if __name__ == "__main__":
