@@ -335,7 +335,12 @@ def read_head(sock: socket.socket, timeout: float = SOCKET_TIMEOUT) -> Response:
             raise AssertionError(f"connection closed before a complete response head; got {data!r}")
         data += chunk
     head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
+    return parse_response_head(head + b"\r\n\r\n", rest)
+
+
+def parse_response_head(head: bytes, rest: bytes = b"") -> Response:
+    """A complete response head (status line .. blank line) as a Response."""
+    lines = head[:-4].decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         raise AssertionError(f"not an HTTP status line: {lines[0]!r}")
@@ -343,7 +348,7 @@ def read_head(sock: socket.socket, timeout: float = SOCKET_TIMEOUT) -> Response:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, head + b"\r\n\r\n", rest)
+    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, head, rest)
 
 
 def recv_exactly(sock: socket.socket, n: int, timeout: float = SOCKET_TIMEOUT) -> bytes:

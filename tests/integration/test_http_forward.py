@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from harness import (AUDIT_TIMEOUT, MAX_HEAD, SOCKET_TIMEOUT, STORAGE_NAME, Proxy, ProxyTestCase,
                      Response, base_config, clean_env, egressgate_bin, free_loopback_port,
+                     parse_response_head,
                      network_isolated, require_isolated_network, tcp_connect, toml_dumps,
                      wait_closed)
 
@@ -313,16 +314,7 @@ class ResponseReader:
 
     def head(self) -> Response:
         deadline = time.monotonic() + self.timeout
-        raw = self._until(b"\r\n\r\n", MAX_HEAD, deadline)
-        lines = raw[:-4].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise AssertionError(f"not an HTTP status line: {lines[0]!r}")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, raw)
+        return parse_response_head(self._until(b"\r\n\r\n", MAX_HEAD, deadline))
 
     def response(self, method: str = "GET", limit: int = 16 * MiB) -> tuple[Response, bytes]:
         """The next final response and its body (chunked decoded). 1xx heads are skipped."""
