@@ -256,13 +256,17 @@ int start_connect(const sockaddr_in& to, unsigned n, int& error) {
         return -1;
     }
     const int one = 1;
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sockaddr_in from{};
-    from.sin_family = AF_INET;
-    from.sin_addr.s_addr = htonl(0x7f000001u + n % static_cast<unsigned>(g_sources));
-    if (bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
-        (connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0 && errno != EINPROGRESS)) {
+    // One source address needs no bind(): 127.0.0.1 is what the kernel picks for 127.0.0.1.
+    bool bound = true;
+    if (g_sources > 1) {
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        sockaddr_in from{};
+        from.sin_family = AF_INET;
+        from.sin_addr.s_addr = htonl(0x7f000001u + n % static_cast<unsigned>(g_sources));
+        bound = bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof from) == 0;
+    }
+    if (!bound || (connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0 && errno != EINPROGRESS)) {
         error = errno;
         close(fd);
         return -1;
@@ -486,7 +490,10 @@ public:
         case Step::connecting: {
             if (socket_error(slot.fd) != 0) return fail(slot, errors.connect);
             if (!route_.via_proxy) {
-                if (slot.echo) return begin_echo(slot, tag);
+                if (slot.echo) {
+                    poller_.modify(slot.fd, EPOLLIN, tag);
+                    return begin_echo(slot);
+                }
                 slot.step = Step::established;
                 return Outcome::done;
             }
@@ -515,7 +522,7 @@ public:
                 slot.step = Step::established;
                 return Outcome::done;
             }
-            return begin_echo(slot, tag);
+            return begin_echo(slot);   // already waiting for EPOLLIN
         }
         case Step::awaiting_echo: {
             const ssize_t got = recv(slot.fd, slot.in + slot.have, kPayloadBytes - slot.have, 0);
@@ -549,12 +556,12 @@ private:
         for (std::size_t i = 21; i < kPayloadBytes; ++i) slot.payload[i] = static_cast<char>('a' + (slot.sequence + i) % 26);
     }
 
-    Outcome begin_echo(Slot& slot, std::uint64_t tag) {
+    // Sends the payload on a socket already registered for EPOLLIN.
+    Outcome begin_echo(Slot& slot) {
         fill_payload(slot);
         if (!send_all(slot.fd, slot.payload, kPayloadBytes)) return fail(slot, errors.short_echo);
         slot.have = 0;
         slot.step = Step::awaiting_echo;
-        poller_.modify(slot.fd, EPOLLIN, tag);
         return Outcome::pending;
     }
 
