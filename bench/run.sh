@@ -2,13 +2,16 @@
 # egressgate's benchmark: egressgate, Squid and tinyproxy side by side on loopback, and a direct
 # connection as the floor. Prints one Markdown table and writes it to docs/performance-results.md.
 #
-#   sudo ./bench/run.sh            # 10 s per phase, under 4 minutes
+#   sudo ./bench/run.sh            # 10 s per phase, about 5 minutes
 #   sudo ./bench/run.sh --quick    # 2 s per phase, a smoke test (results not written to docs/)
 #
 # Root: apt-get installs squid and tinyproxy (once), and both drop to their own users.
 # Environment: EGRESSGATE_BIN=path uses that binary instead of a copy of build/egressgate;
 # BENCH_KEEP=1 keeps the work directory (configs, logs, audit trail, raw results).
 #
+# Subjects: a direct connection (the floor with no proxy), bench/egb_relay.cpp (a bare CONNECT relay:
+# the floor for any proxy on this machine), egressgate with one worker per core and with one worker,
+# Squid and tinyproxy.
 # Phases, for each proxy and for a direct connection, one proxy running at a time:
 #   rate50, rate500  CONNECT, one 64-byte echo round trip, close, looping on 50 / 500 connections
 #   stream1, stream8 1 / 8 tunnels writing to a sink
@@ -24,7 +27,7 @@ QUICK=0
 for arg in "$@"; do
     case "$arg" in
         --quick) PHASE_SECONDS=2; QUICK=1 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -137,6 +140,13 @@ if [[ ! -x $LOADGEN || "$REPO/bench/egb_load.cpp" -nt $LOADGEN ]]; then
     mv "$LOADGEN.tmp" "$LOADGEN"
 fi
 
+RELAY="$REPO/build-bench/egb-relay"
+if [[ ! -x $RELAY || "$REPO/bench/egb_relay.cpp" -nt $RELAY ]]; then
+    log "building the bare relay"
+    g++ -std=c++20 -O2 -Wall -Wextra -pthread -o "$RELAY.tmp" "$REPO/bench/egb_relay.cpp"
+    mv "$RELAY.tmp" "$RELAY"
+fi
+
 # A copy, so that a rebuild of build/ during the run does not change the binary under test.
 EGRESSGATE="$WORK/egressgate.bin"
 if [[ -n ${EGRESSGATE_BIN:-} ]]; then
@@ -192,6 +202,21 @@ start_egressgate() {   # start_egressgate NAME WORKERS
         sleep 0.05
     done
     [[ -n $PROXY_PORT ]] || { echo "run.sh: egressgate did not start:" >&2; cat "$dir/stderr.log" >&2; exit 1; }
+}
+
+start_relay() {   # start_relay THREADS
+    local dir="$WORK/relay"
+    mkdir -p "$dir"
+    "$RELAY" --threads "$1" --max-seconds 900 2> "$dir/stderr.log" &
+    PROXY_PID=$!
+    STARTED_PIDS+=("$PROXY_PID")
+    PROXY_PORT=
+    for _ in $(seq 1 100); do
+        PROXY_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$dir/stderr.log")
+        [[ -n $PROXY_PORT ]] && break
+        sleep 0.05
+    done
+    [[ -n $PROXY_PORT ]] || { echo "run.sh: egb-relay did not start" >&2; exit 1; }
 }
 
 start_squid() {
@@ -293,6 +318,11 @@ start_egressgate egressgate-1w 1
 run_phases egressgate-1w target.bench.internal
 stop_proxy
 
+log "bare relay (one thread per core)"
+start_relay "$(nproc)"
+run_phases relay target.bench.internal
+stop_proxy
+
 log "squid"
 start_squid
 run_phases squid target.bench.internal
@@ -326,6 +356,8 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
 - Open-file limit of every process: $FD_LIMIT (\`ulimit -n\`; the script asks for 65536).
 - egressgate (build/egressgate, tree at $EG_VERSION): \`workers = 0\` ran ${EG_WORKERS:-?} workers (one per
   core); the "1 worker" column is \`workers = 1\`, for a per-core comparison with Squid.
+- bare relay (bench/egb_relay.cpp, $(nproc) threads): a CONNECT relay with no policy, DNS, deadlines
+  or logging and the fewest system calls a relay makes; the floor any proxy could reach here.
 - Squid $SQUID_VERSION: \`workers 1\` (one process, one core). tinyproxy $TINYPROXY_VERSION: a thread per connection.
 - Access logging during the run: egressgate $(count_lines "$WORK/egressgate/audit.jsonl") + $(count_lines "$WORK/egressgate-1w/audit.jsonl") audit lines,
   Squid $(count_lines "$WORK/squid/access.log") access-log lines, tinyproxy $(count_lines "$WORK/tinyproxy/tinyproxy.log") log lines.
@@ -336,7 +368,7 @@ OUT_ARGS=()
 if [[ $QUICK == 0 ]]; then OUT_ARGS=(--out "$REPO/docs/performance-results.md"); fi
 echo
 "$LOADGEN" report --results "$RESULTS" --preamble "$PREAMBLE" \
-    --columns "direct:direct,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
+    --columns "direct:direct,relay:bare relay,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
     --squid squid --direct direct --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
 if [[ $QUICK == 0 ]]; then log "written to docs/performance-results.md"; else log "--quick: docs/ left alone"; fi
 log "done in ${ELAPSED} s"
