@@ -5,10 +5,30 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <tuple>
 
+#include <spdlog/spdlog.h>
+
 namespace egressgate::proxy {
+
+namespace {
+
+// True when the new pipe holds kSpliceChunkBytes; logs the first one that does not.
+bool check_capacity(int write_fd) {
+    const int capacity = ::fcntl(write_fd, F_GETPIPE_SZ);
+    if (capacity < 0 || static_cast<std::size_t>(capacity) >= kSpliceChunkBytes) return true;
+    static std::atomic<bool> logged{false};
+    if (!logged.exchange(true)) {
+        spdlog::warn("splice pipes get {} bytes instead of {}: this user's fs.pipe-user-pages-soft is used up; "
+                     "tunnels still work, with more system calls per MB (systemd/60-egressgate.conf lifts the limit)",
+                     capacity, kSpliceChunkBytes);
+    }
+    return false;
+}
+
+}  // namespace
 
 PipePool::~PipePool() {
     for (auto [r, w] : pipes_) {
@@ -17,21 +37,23 @@ PipePool::~PipePool() {
     }
 }
 
-bool PipePool::acquire(int& read_fd, int& write_fd) {
+bool PipePool::acquire(int& read_fd, int& write_fd, bool& full_size) {
     if (!pipes_.empty()) {
         std::tie(read_fd, write_fd) = pipes_.back();
         pipes_.pop_back();
+        full_size = true;
         return true;
     }
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
     read_fd = fds[0];
     write_fd = fds[1];
+    full_size = check_capacity(write_fd);
     return true;
 }
 
-void PipePool::release(int read_fd, int write_fd) {
-    if (pipes_.size() < kMaxPooledPipes) {
+void PipePool::release(int read_fd, int write_fd, bool full_size) {
+    if (full_size && pipes_.size() < kMaxPooledPipes) {
         pipes_.emplace_back(read_fd, write_fd);
         return;
     }
@@ -41,14 +63,14 @@ void PipePool::release(int read_fd, int write_fd) {
 
 void SplicePipe::release() {
     if (!is_open() || in_flight != 0) return;
-    pool_.release(read_fd_, write_fd_);
+    pool_.release(read_fd_, write_fd_, full_size_);
     read_fd_ = write_fd_ = -1;
 }
 
 SplicePipe::~SplicePipe() {
     if (!is_open()) return;
     if (in_flight == 0) {
-        pool_.release(read_fd_, write_fd_);
+        pool_.release(read_fd_, write_fd_, full_size_);
         return;
     }
     ::close(read_fd_);  // bytes left in it belong to nobody now

@@ -19,6 +19,12 @@ inline constexpr std::size_t kSpliceChunkBytes = 64 * 1024;
 
 // Empty pipes kept by a worker for the next tunnel: a short tunnel then costs no pipe2() and no
 // close() calls. Bounded by kMaxPooledPipes; touched only on the worker's thread.
+//
+// The kernel counts every pipe's capacity against its user's fs.pipe-user-pages-soft (16384
+// pages by default: 1,024 pipes of 64 KiB) and gives an unprivileged user's pipes past it two pages
+// only. Such a pipe still works, with more splice calls per MB; it is closed rather than pooled, so
+// the pool holds full-size pipes only, and the first one is logged once per process with the fix
+// (systemd/60-egressgate.conf lifts the limit).
 inline constexpr std::size_t kMaxPooledPipes = 256;
 
 class PipePool {
@@ -28,8 +34,9 @@ public:
     PipePool(const PipePool&) = delete;
     PipePool& operator=(const PipePool&) = delete;
 
-    bool acquire(int& read_fd, int& write_fd);  // false: out of descriptors (errno says why)
-    void release(int read_fd, int write_fd);    // the pipe must be empty
+    // false: out of descriptors (errno says why). full_size: the pipe holds kSpliceChunkBytes.
+    bool acquire(int& read_fd, int& write_fd, bool& full_size);
+    void release(int read_fd, int write_fd, bool full_size);  // the pipe must be empty
 
 private:
     std::vector<std::pair<int, int>> pipes_;
@@ -43,7 +50,7 @@ public:
     SplicePipe(const SplicePipe&) = delete;
     SplicePipe& operator=(const SplicePipe&) = delete;
 
-    bool open() { return pool_.acquire(read_fd_, write_fd_); }
+    bool open() { return pool_.acquire(read_fd_, write_fd_, full_size_); }
     // Gives an empty pipe back while the direction waits for its source: idle tunnels hold none.
     void release();
     bool is_open() const { return read_fd_ >= 0; }
@@ -56,6 +63,7 @@ private:
     PipePool& pool_;
     int read_fd_ = -1;
     int write_fd_ = -1;
+    bool full_size_ = false;
 };
 
 // Bytes a direction reads by copy while it looks like messages (requests, TLS handshakes, agent

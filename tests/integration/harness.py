@@ -178,8 +178,12 @@ def base_config(workdir: Path, *, ports: list[int], dns_hosts: dict[str, str] | 
 class Proxy:
     """One egressgate process with its own config, stderr log and audit file in a temp dir."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path | None = None):
+    def __init__(self, config: dict[str, Any], workdir: Path | None = None, *,
+                 user: int | None = None):
+        """user: run as this uid (and gid of the same number) from a copy of the binary in
+        workdir, which that user must be able to write to (the audit file)."""
         self._owns_workdir = workdir is None
+        self.user = user
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="egressgate-it-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "egressgate.toml"
@@ -199,10 +203,15 @@ class Proxy:
         self.stop()
 
     def start(self) -> None:
+        binary = egressgate_bin()
+        as_user: dict[str, Any] = {}
+        if self.user is not None:
+            binary = str(shutil.copy(binary, self.workdir / "egressgate"))
+            as_user = {"user": self.user, "group": self.user, "extra_groups": []}
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [egressgate_bin(), "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                [binary, "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, **as_user)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             match = LISTENING_RE.search(self.stderr())
@@ -714,9 +723,9 @@ class ProxyTestCase(unittest.TestCase):
         return resource
 
     @classmethod
-    def start_proxy(cls, config: dict[str, Any], workdir: Path) -> Proxy:
+    def start_proxy(cls, config: dict[str, Any], workdir: Path, *, user: int | None = None) -> Proxy:
         """Starts egressgate for the class: checked alive around every test, stopped after the last."""
-        proxy = Proxy(config, workdir)
+        proxy = Proxy(config, workdir, user=user)
         cls.addClassCleanup(proxy.stop)
         proxy.start()
         cls.proxies = [proxy]
