@@ -43,6 +43,8 @@
 #include <string_view>
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace {
 
 // --- limits ---------------------------------------------------------------------------------
@@ -223,25 +225,12 @@ private:
 };
 
 int listen_on(std::uint16_t port) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(port);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-        die("bind 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(errno));
-    if (listen(fd, 4096) != 0) die(std::string("listen: ") + std::strerror(errno));
+    const int fd = egb::listen_on_loopback(port);
+    if (fd < 0) die("listen on 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(errno));
     return fd;
 }
 
-std::uint16_t local_port(int fd) {
-    sockaddr_in address{};
-    socklen_t length = sizeof address;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    return ntohs(address.sin_port);
-}
+using egb::local_port;
 
 // A non-blocking connect from 127.0.0.(1 + n % sources). More than one source address keeps 10 s
 // of a direct connection's rate clear of the ephemeral-port limit of one address pair (a port in

@@ -28,12 +28,13 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace {
 
 constexpr std::size_t kHeadLimit = 1024;      // a CONNECT head longer than this is refused
 constexpr std::size_t kChunkBytes = 16 * 1024;
 constexpr int kMaxEvents = 256;
-constexpr int kListenBacklog = 4096;
 
 std::atomic<bool> g_stop{false};
 
@@ -217,24 +218,12 @@ private:
 };
 
 int listen_reuseport(std::uint16_t port) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(port);
-    if (bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 || listen(fd, kListenBacklog) != 0) {
-        std::perror("egb-relay: listen");
+    const int fd = egb::listen_on_loopback(port, egb::PortSharing::reuse_port);
+    if (fd < 0) {
+        std::perror("egb-relay: listen on 127.0.0.1");
         std::exit(1);
     }
     return fd;
-}
-
-std::uint16_t local_port(int fd) {
-    sockaddr_in address{};
-    socklen_t length = sizeof address;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    return ntohs(address.sin_port);
 }
 
 double option(int argc, char** argv, std::string_view name, double fallback) {
@@ -254,7 +243,7 @@ int main(int argc, char** argv) {
 
     // One SO_REUSEPORT listener per thread on one port, as egressgate's workers have.
     std::vector<int> listeners{listen_reuseport(0)};
-    const std::uint16_t port = local_port(listeners.front());
+    const std::uint16_t port = egb::local_port(listeners.front());
     while (static_cast<int>(listeners.size()) < threads) listeners.push_back(listen_reuseport(port));
     std::fprintf(stderr, "listening on 127.0.0.1:%u\n", port);
 

@@ -134,14 +134,17 @@ install_packages
 
 mkdir -p "$REPO/build-bench"
 LOADGEN="$REPO/build-bench/egb-load"
-if [[ ! -x $LOADGEN || "$REPO/bench/egb_load.cpp" -nt $LOADGEN ]]; then
+stale() {   # stale BINARY SOURCE: missing, or older than its source or the shared header
+    [[ ! -x $1 || $2 -nt $1 || "$REPO/bench/loopback.hpp" -nt $1 ]]
+}
+if stale "$LOADGEN" "$REPO/bench/egb_load.cpp"; then
     log "building the load generator"
     g++ -std=c++20 -O2 -Wall -Wextra -o "$LOADGEN.tmp" "$REPO/bench/egb_load.cpp"
     mv "$LOADGEN.tmp" "$LOADGEN"
 fi
 
 RELAY="$REPO/build-bench/egb-relay"
-if [[ ! -x $RELAY || "$REPO/bench/egb_relay.cpp" -nt $RELAY ]]; then
+if stale "$RELAY" "$REPO/bench/egb_relay.cpp"; then
     log "building the bare relay"
     g++ -std=c++20 -O2 -Wall -Wextra -pthread -o "$RELAY.tmp" "$REPO/bench/egb_relay.cpp"
     mv "$RELAY.tmp" "$RELAY"
