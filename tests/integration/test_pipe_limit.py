@@ -22,19 +22,19 @@ PIPE_HOLDER_LIMIT = 20000  # pipes at most; a soft limit of 0 never gives a smal
 
 
 def hold_pipes(ready: int, done: int) -> None:
-    """In a child as nobody: opens pipes (keeping the write ends) until the kernel gives a small
-    one, writes "limited" (or "unlimited") to ready, then holds them until done closes."""
+    """In a child as nobody: opens pipes until the kernel gives a small one, writes "limited" (or
+    what it saw instead) to ready, then holds them until done closes. A pipe whose write end stays
+    open counts against the user until this process exits."""
     os.setgroups([])
     os.setgid(NOBODY)
     os.setuid(NOBODY)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    kept = []
-    verdict = b"unlimited"
-    for _ in range(min(hard - 64, PIPE_HOLDER_LIMIT)):
+    attempts = min(hard - 64, PIPE_HOLDER_LIMIT)
+    verdict = f"no small pipe among {attempts} (open-file limit {hard})".encode()
+    for _ in range(attempts):
         read_end, write_end = os.pipe()
         os.close(read_end)
-        kept.append(write_end)
         if fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < 65536:
             verdict = b"limited"
             break
@@ -59,7 +59,7 @@ def hold_pipes_as_nobody() -> tuple[int, int, str]:
             os._exit(status)
     os.close(ready_write)
     os.close(done_read)
-    verdict = os.read(ready_read, 64).decode()
+    verdict = os.read(ready_read, 256).decode()
     os.close(ready_read)
     return pid, done_write, verdict
 
@@ -76,7 +76,7 @@ class PipeLimitTest(ProxyTestCase):
         pid, done, verdict = hold_pipes_as_nobody()
         cls.addClassCleanup(release, pid, done)
         if verdict != "limited":
-            raise unittest.SkipTest(f"fs.pipe-user-pages-soft does not limit nobody here ({verdict})")
+            raise unittest.SkipTest(f"fs.pipe-user-pages-soft does not limit nobody here: {verdict}")
         workdir = cls.class_workdir("egressgate-pipe-limit-")
         os.chmod(workdir, 0o777)  # nobody writes the audit file there
         cls.upstream = cls.close_after_class(Upstream(sink_source_handler(STREAM, STREAM + MiB)))
