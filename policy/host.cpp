@@ -1,13 +1,12 @@
 #include "policy/host.hpp"
 
 #include <algorithm>
-#include <charconv>
+
+#include "policy/authority.hpp"
 
 namespace egressgate::policy {
 namespace {
 
-constexpr std::size_t kMaxPortDigits = 5;
-constexpr unsigned kMaxPort = 65535;
 constexpr std::string_view kWildcardPrefix = "*.";
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -46,39 +45,6 @@ bool all_labels_valid(std::string_view name) {
     }
 }
 
-// 1..65535, digits only, no sign and no leading zero.
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-    if (text.empty() || text.size() > kMaxPortDigits) return std::nullopt;
-    if (!std::all_of(text.begin(), text.end(), is_digit) || text.front() == '0') {
-        return std::nullopt;
-    }
-    unsigned value = 0;
-    std::from_chars(text.data(), text.data() + text.size(), value);
-    if (value > kMaxPort) return std::nullopt;
-    return static_cast<std::uint16_t>(value);
-}
-
-std::optional<Target> literal_target(const IpAddress& address, std::uint16_t port) {
-    return Target{address.to_string(), port, address};
-}
-
-// "[v6]" or "[v6]:port". Anything in brackets that is not IPv6 is refused.
-std::optional<Target> parse_bracketed(std::string_view authority, std::uint16_t default_port) {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    const auto address = IpAddress::parse(authority.substr(1, close - 1));
-    if (!address || address->is_v4()) return std::nullopt;
-    const auto rest = authority.substr(close + 1);
-    if (rest.empty()) {
-        if (default_port == 0) return std::nullopt;
-        return literal_target(*address, default_port);
-    }
-    if (rest.front() != ':') return std::nullopt;
-    const auto port = parse_port(rest.substr(1));
-    if (!port) return std::nullopt;
-    return literal_target(*address, *port);
-}
-
 }  // namespace
 
 std::optional<std::string> normalize_host(std::string_view host) {
@@ -90,27 +56,19 @@ std::optional<std::string> normalize_host(std::string_view host) {
     return name;
 }
 
-std::optional<Target> parse_authority(std::string_view authority, std::uint16_t default_port) {
+std::optional<Target> parse_authority(std::string_view text, std::uint16_t default_port) {
     // Userinfo has no place in a proxy target, and "host:443@evil" reads differently to different
-    // parsers: refuse any '@' outright.
-    if (authority.find('@') != std::string_view::npos) return std::nullopt;
-    if (!authority.empty() && authority.front() == '[') {
-        return parse_bracketed(authority, default_port);
-    }
-    const auto colon = authority.find(':');
-    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) {
-        return std::nullopt;  // unbracketed IPv6: where the port starts is ambiguous
-    }
-    std::uint16_t port = default_port;
-    if (colon != std::string_view::npos) {
-        const auto parsed = parse_port(authority.substr(colon + 1));
-        if (!parsed) return std::nullopt;
-        port = *parsed;
-    }
+    // parsers: split_authority refuses any '@' outright.
+    const auto parsed = split_authority(text);
+    if (!parsed.authority) return std::nullopt;
+    const Authority& authority = *parsed.authority;
+    const std::uint16_t port = authority.port.value_or(default_port);
     if (port == 0) return std::nullopt;
-    const auto host = authority.substr(0, colon);
-    if (const auto address = IpAddress::parse(host)) return literal_target(*address, port);
-    auto name = normalize_host(host);
+    const auto address = IpAddress::parse(authority.host);
+    // Brackets hold IPv6 and nothing else; an IPv6 literal needs them.
+    if (authority.bracketed != (address && !address->is_v4())) return std::nullopt;
+    if (address) return Target{address->to_string(), port, *address};
+    auto name = normalize_host(authority.host);
     if (!name) return std::nullopt;
     return Target{std::move(*name), port, std::nullopt};
 }
