@@ -166,4 +166,16 @@ const Cidr* CidrSet::find(const IpAddress& address) const {
     return nullptr;
 }
 
+// FNV-1a over the family and the bytes.
+std::size_t IpAddressHash::operator()(const IpAddress& address) const noexcept {
+    std::uint64_t hash = 14695981039346656037ULL;
+    const auto mix = [&hash](std::uint8_t byte) {
+        hash ^= byte;
+        hash *= 1099511628211ULL;
+    };
+    mix(address.is_v4() ? 4 : 6);
+    for (std::uint8_t byte : address.bytes()) mix(byte);
+    return static_cast<std::size_t>(hash);
+}
+
 }  // namespace egressgate::policy

@@ -32,6 +32,10 @@ private:
     bool is_v4_ = true;
 };
 
+struct IpAddressHash {
+    std::size_t operator()(const IpAddress& address) const noexcept;
+};
+
 // A network prefix "10.0.0.0/16" or "fd00::/8". A bare address means a host prefix (/32, /128).
 class Cidr {
 public:
