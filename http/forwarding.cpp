@@ -1,4 +1,4 @@
-#include "proxy/forwarding.hpp"
+#include "http/forwarding.hpp"
 
 #include <strings.h>
 
@@ -8,7 +8,6 @@
 
 #include <fmt/format.h>
 
-#include "proxy/responses.hpp"
 
 namespace egressgate::http {
 namespace {
@@ -78,6 +77,10 @@ void append_via(std::string& out, const MessageHead& head) {
     out += "Via: " + (via.empty() ? std::string() : via + ", ") + "1.1 egressgate\r\n";
 }
 
+constexpr std::string_view kOriginFormDetail =
+    "this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port";
+constexpr std::string_view kHttpsDetail = "https goes through a tunnel: send CONNECT host:443";
+
 std::string host_header(const policy::Target& target) {
     const std::string host = target.literal && !target.literal->is_v4() ? "[" + target.host + "]" : target.host;
     return target.port == 80 ? host : host + ":" + std::to_string(target.port);
@@ -105,13 +108,34 @@ ClassifiedTarget classify_target(std::string_view t) {
     return {TargetForm::absolute_http, AbsoluteTarget{std::move(*target), std::move(origin_form)}};
 }
 
-std::optional<std::string_view> request_framing_violation(const MessageHead& head) {
+std::optional<Failure> request_framing_violation(const MessageHead& head) {
     const std::size_t encodings = head.header_count("Transfer-Encoding");
     if (encodings == 0) return std::nullopt;
     if (encodings > 1 || !iequals(trim(*head.header("Transfer-Encoding")), "chunked")) {
-        return reason::unsupported_transfer_encoding;
+        return Failure::unsupported_transfer_encoding;
     }
     return std::nullopt;
+}
+
+std::variant<AbsoluteTarget, Refusal> forwarding_target(const MessageHead& head) {
+    if (head.is_connect()) {
+        return Refusal(Failure::connect_on_forwarding_connection,
+                       "CONNECT starts a connection of its own: open a new connection for it");
+    }
+    if (head.upgrade) return Refusal(Failure::upgrade_not_supported, "the proxy forwards HTTP/1.x only");
+    auto classified = classify_target(head.target);
+    switch (classified.form) {
+    case TargetForm::absolute_http: break;
+    case TargetForm::absolute_https: return Refusal(Failure::use_connect_for_https, std::string(kHttpsDetail));
+    case TargetForm::other_scheme: return Refusal(Failure::unsupported_scheme, "only http:// is forwarded");
+    case TargetForm::origin:
+    case TargetForm::authority: return Refusal(Failure::origin_form_target, std::string(kOriginFormDetail));
+    case TargetForm::invalid: return Refusal(Failure::invalid_host, "the request target is not a valid http:// URI");
+    }
+    if (const auto violation = request_framing_violation(head)) {
+        return Refusal(*violation, "the body's length cannot be determined");
+    }
+    return std::move(*classified.absolute);
 }
 
 std::string upstream_request_head(const MessageHead& head, const AbsoluteTarget& target, const ForwardOptions& options) {

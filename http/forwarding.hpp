@@ -4,9 +4,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
+#include "http/message.hpp"
+#include "http/responses.hpp"
 #include "policy/host.hpp"
-#include "proxy/http_message.hpp"
 
 namespace egressgate::http {
 
@@ -34,7 +36,12 @@ ClassifiedTarget classify_target(std::string_view request_target);
 
 // Why a request head cannot be forwarded safely, beyond what the parser refused: a
 // Transfer-Encoding other than exactly "chunked" (its length could not be agreed on).
-std::optional<std::string_view> request_framing_violation(const MessageHead& head);
+std::optional<Failure> request_framing_violation(const MessageHead& head);
+
+// Where a request on a forwarding connection goes, or why it goes nowhere: a CONNECT or another
+// upgrade (what follows it would not be HTTP), a target that is not http://host/..., or framing
+// that two parsers could read differently. Checked before the policy sees the host.
+std::variant<AbsoluteTarget, Refusal> forwarding_target(const MessageHead& head);
 
 struct ForwardOptions {
     std::string_view client_ip;

@@ -1,15 +1,12 @@
-#include "proxy/http_message.hpp"
+#include "http/message.hpp"
 
 #include <strings.h>
 
-#include <utility>
-
 #include <cctype>
 #include <cstring>
+#include <utility>
 
 #include <llhttp.h>
-
-#include "proxy/responses.hpp"
 
 namespace egressgate::http {
 
@@ -19,8 +16,9 @@ struct MessageParser::Impl {
     MessageKind kind;
     MessageHead* head = nullptr;
     std::string* body = nullptr;
-    bool in_head = true;  // false after the head: header callbacks then are trailers, dropped
-    bool head_completed = false;  // set by on_headers_complete, taken by feed()
+    bool in_head = true;            // false after the head: header callbacks then are trailers, dropped
+    bool head_completed = false;    // set by on_headers_complete, taken by feed()
+    bool message_completed = false; // set by on_message_complete, taken by feed()
     bool in_value = false;
     bool too_many_headers = false;
     // Obsolete line folding shows up as a second value chunk that does not continue the first:
@@ -29,7 +27,8 @@ struct MessageParser::Impl {
     const char* feed_end = nullptr;
     const char* value_end = nullptr;
     bool value_crossed_feed = false;
-    std::string_view violation;  // what our own checks refused, when llhttp let it through
+    // What our own checks refused, when llhttp let it through.
+    std::optional<Failure> violation;
 };
 
 namespace {
@@ -43,7 +42,14 @@ bool is_token_char(unsigned char c) {
     return std::isalnum(c) != 0 || (c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
 }
 
-int refuse(Impl& impl, std::string_view violation) {
+// A request-target is visible ASCII (RFC 9112 3.2: no whitespace, no controls, no raw bytes
+// >= 0x80); other parsers split or decode anything else differently.
+bool is_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
+
+// Field values may hold HTAB and obs-text (>= 0x80), never another control (RFC 9110 5.5).
+bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+int refuse(Impl& impl, Failure violation) {
     impl.violation = violation;
     return -1;
 }
@@ -57,7 +63,11 @@ int on_message_begin(llhttp_t* p) {
 }
 
 int on_url(llhttp_t* p, const char* at, std::size_t len) {
-    impl_of(p).head->target.append(at, len);
+    auto& impl = impl_of(p);
+    for (std::size_t i = 0; i < len; ++i) {
+        if (!is_target_char(static_cast<unsigned char>(at[i]))) return refuse(impl, Failure::invalid_request_target);
+    }
+    impl.head->target.append(at, len);
     return 0;
 }
 
@@ -82,11 +92,14 @@ int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     return 0;
 }
 
+// llhttp reports ": x" as a field of no bytes; an empty name is no token.
 int on_header_field_complete(llhttp_t* p) {
     auto& impl = impl_of(p);
     if (!impl.in_head) return 0;
-    for (unsigned char c : impl.head->headers.back().first) {
-        if (!is_token_char(c)) return refuse(impl, reason::invalid_header_name);
+    const std::string& name = impl.head->headers.back().first;
+    if (name.empty()) return refuse(impl, Failure::invalid_header_name);
+    for (unsigned char c : name) {
+        if (!is_token_char(c)) return refuse(impl, Failure::invalid_header_name);
     }
     return 0;
 }
@@ -98,7 +111,10 @@ int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
     if (!impl.in_head) return 0;
     if (impl.in_value) {
         const bool contiguous = at == impl.value_end || (impl.value_crossed_feed && at == impl.feed_begin);
-        if (!contiguous) return refuse(impl, reason::obsolete_line_folding);
+        if (!contiguous) return refuse(impl, Failure::obsolete_line_folding);
+    }
+    for (std::size_t i = 0; i < len; ++i) {
+        if (!is_value_char(static_cast<unsigned char>(at[i]))) return refuse(impl, Failure::invalid_header_value);
     }
     impl.in_value = true;
     impl.value_end = at + len;
@@ -120,6 +136,8 @@ BodyFraming framing_of(const llhttp_t* p, MessageKind kind) {
 int on_headers_complete(llhttp_t* p) {
     auto& impl = impl_of(p);
     auto& head = *impl.head;
+    // Requests that switch protocols are refused by the proxy, so a 101 was never asked for.
+    if (impl.kind == MessageKind::response && p->status_code == 101) return refuse(impl, Failure::unrequested_upgrade);
     if (impl.kind == MessageKind::request) head.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
     head.status = p->status_code;
     head.version_major = p->http_major;
@@ -138,25 +156,67 @@ int on_body(llhttp_t* p, const char* at, std::size_t len) {
     return 0;
 }
 
-int on_message_complete(llhttp_t*) { return HPE_PAUSED; }
+int on_message_complete(llhttp_t* p) {
+    impl_of(p).message_completed = true;
+    return HPE_PAUSED;
+}
 
-// The fixed reason of an llhttp error, from its error code and, where one code covers several
-// cases, its description.
-std::string_view reason_of(llhttp_errno_t code, std::string_view detail) {
+// What an llhttp error means for the peer: every code has its own branch, so a new kind of
+// failure cannot hide behind a default.
+Failure failure_of(llhttp_errno_t code, std::string_view detail) {
     switch (code) {
     case HPE_UNEXPECTED_CONTENT_LENGTH:
-        return detail.find("Transfer-Encoding") != std::string_view::npos ? reason::content_length_with_transfer_encoding
-                                                                           : reason::conflicting_content_length;
-    case HPE_INVALID_CONTENT_LENGTH: return reason::invalid_content_length;
-    case HPE_INVALID_TRANSFER_ENCODING: return reason::unsupported_transfer_encoding;
+        return detail.find("Transfer-Encoding") != std::string_view::npos ? Failure::content_length_with_transfer_encoding
+                                                                           : Failure::conflicting_content_length;
+    case HPE_INVALID_CONTENT_LENGTH: return Failure::invalid_content_length;
+    case HPE_INVALID_TRANSFER_ENCODING: return Failure::unsupported_transfer_encoding;
     case HPE_INVALID_HEADER_TOKEN:
-        return detail.find("value") != std::string_view::npos ? reason::invalid_header_value : reason::invalid_header_name;
+        return detail.find("value") != std::string_view::npos ? Failure::invalid_header_value : Failure::invalid_header_name;
     case HPE_LF_EXPECTED:
     case HPE_CR_EXPECTED:
-        return detail.find("header value") != std::string_view::npos ? reason::invalid_header_value
-                                                                      : reason::malformed_request;
-    default: return reason::malformed_request;
+        return detail.find("header value") != std::string_view::npos ? Failure::invalid_header_value
+                                                                      : Failure::malformed_request;
+    case HPE_INVALID_URL: return Failure::invalid_request_target;
+    case HPE_PAUSED_H2_UPGRADE: return Failure::http2_not_supported;
+    case HPE_INTERNAL:
+    case HPE_STRICT:
+    case HPE_UNEXPECTED_SPACE:
+    case HPE_CLOSED_CONNECTION:
+    case HPE_INVALID_METHOD:
+    case HPE_INVALID_CONSTANT:
+    case HPE_INVALID_VERSION:
+    case HPE_INVALID_CHUNK_SIZE:
+    case HPE_INVALID_STATUS:
+    case HPE_INVALID_EOF_STATE: return Failure::malformed_request;
+    // Our callbacks refuse through a violation, read before this mapping; these codes without
+    // one, and the pause and success codes, never reach it.
+    case HPE_CB_MESSAGE_BEGIN:
+    case HPE_CB_HEADERS_COMPLETE:
+    case HPE_CB_MESSAGE_COMPLETE:
+    case HPE_CB_CHUNK_HEADER:
+    case HPE_CB_CHUNK_COMPLETE:
+    case HPE_USER:
+    case HPE_CB_URL_COMPLETE:
+    case HPE_CB_STATUS_COMPLETE:
+    case HPE_CB_METHOD_COMPLETE:
+    case HPE_CB_VERSION_COMPLETE:
+    case HPE_CB_HEADER_FIELD_COMPLETE:
+    case HPE_CB_HEADER_VALUE_COMPLETE:
+    case HPE_CB_CHUNK_EXTENSION_NAME_COMPLETE:
+    case HPE_CB_CHUNK_EXTENSION_VALUE_COMPLETE:
+    case HPE_CB_RESET:
+    case HPE_OK:
+    case HPE_PAUSED:
+    case HPE_PAUSED_UPGRADE: return Failure::malformed_request;
     }
+    return Failure::malformed_request;
+}
+
+// A response the proxy cannot forward is the upstream's failure, whatever the parser saw.
+Failure for_kind(MessageKind kind, Failure failure) {
+    if (kind == MessageKind::request) return failure;
+    if (failure == Failure::unrequested_upgrade || failure == Failure::upstream_failed) return failure;
+    return Failure::upstream_malformed;
 }
 
 }  // namespace
@@ -176,7 +236,7 @@ std::size_t MessageHead::header_count(std::string_view name) const {
     return count;
 }
 
-MessageParser::MessageParser(MessageKind kind) : impl_(std::make_unique<Impl>()) {
+MessageParser::MessageParser(MessageKind kind) : impl_(std::make_unique<Impl>()), kind_(kind) {
     auto& s = impl_->settings;
     llhttp_settings_init(&s);
     s.on_message_begin = on_message_begin;
@@ -197,11 +257,10 @@ MessageParser::MessageParser(MessageKind kind) : impl_(std::make_unique<Impl>())
 
 MessageParser::~MessageParser() = default;
 
-MessageParser::Status MessageParser::fail(HeadError e, std::string_view reason, std::string detail) {
-    error_ = e;
-    error_reason_ = reason;
+MessageParser::Status MessageParser::fail(Failure failure, std::string detail) {
+    failure_ = for_kind(kind_, failure);
     error_detail_ = std::move(detail);
-    failed_ = true;
+    stage_ = Stage::failed;
     return Status::error;
 }
 
@@ -210,8 +269,31 @@ void MessageParser::skip_body() {
     head_.framing = BodyFraming::none;
 }
 
+// llhttp paused in one of our callbacks: report the event and move the stage on. A pause with
+// neither event would repeat itself forever, so it is an error.
+MessageParser::Status MessageParser::on_pause(bool head_ended, bool message_ended) {
+    if (head_ended) {
+        stage_ = head_.upgrade ? Stage::upgraded : Stage::in_body;
+        head_bytes_ = 0;
+        if (stage_ == Stage::in_body) llhttp_resume(&impl_->parser);
+        return Status::head_complete;
+    }
+    if (message_ended && stage_ == Stage::in_body) {
+        stage_ = Stage::awaiting_head;
+        llhttp_resume(&impl_->parser);
+        return Status::message_complete;
+    }
+    return fail(Failure::malformed_request, "the parser paused without an event");
+}
+
 MessageParser::Status MessageParser::feed(std::string_view bytes) {
-    if (failed_) return Status::error;
+    consumed_ = 0;
+    switch (stage_) {
+    case Stage::failed: return Status::error;
+    case Stage::upgraded: return fail(Failure::upgrade_not_supported, "bytes after an upgrade are not HTTP/1.x");
+    case Stage::awaiting_head:
+    case Stage::in_body: break;
+    }
     impl_->value_crossed_feed = impl_->in_value && impl_->value_end == impl_->feed_end;
     impl_->feed_begin = bytes.data();
     impl_->feed_end = bytes.data() + bytes.size();
@@ -219,30 +301,39 @@ MessageParser::Status MessageParser::feed(std::string_view bytes) {
     const char* stop = rc == HPE_OK ? bytes.data() + bytes.size() : llhttp_get_error_pos(&impl_->parser);
     consumed_ = static_cast<std::size_t>(stop - bytes.data());
     const bool head_ended = std::exchange(impl_->head_completed, false);
-    if (awaiting_head_) {
+    const bool message_ended = std::exchange(impl_->message_completed, false);
+    if (stage_ == Stage::awaiting_head) {
         head_bytes_ += consumed_;
-        if (head_bytes_ > kMaxRequestHeadBytes) return fail(HeadError::too_large, reason::request_head_too_large, "head too large");
+        if (head_bytes_ > kMaxRequestHeadBytes) return fail(Failure::request_head_too_large, "head too large");
     }
-    if (rc == HPE_OK) return Status::need_more;
-    if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
-        llhttp_resume(&impl_->parser);
-        awaiting_head_ = !head_ended;
-        head_bytes_ = 0;
-        return head_ended ? Status::head_complete : Status::message_complete;
+    switch (rc) {
+    case HPE_OK: return Status::need_more;
+    case HPE_PAUSED: return on_pause(head_ended, message_ended);
+    // We pause in on_headers_complete before llhttp can pause for an upgrade, and never resume
+    // an upgrade head; reaching this means that promise broke.
+    case HPE_PAUSED_UPGRADE: return fail(Failure::malformed_request, "the parser passed an upgrade");
+    default: break;
     }
-    if (impl_->too_many_headers) return fail(HeadError::too_large, reason::request_head_too_large, "too many header fields");
-    if (!impl_->violation.empty()) return fail(HeadError::malformed, impl_->violation, std::string(impl_->violation));
+    if (impl_->too_many_headers) return fail(Failure::request_head_too_large, "too many header fields");
+    if (impl_->violation) return fail(*impl_->violation, std::string(reason_of(*impl_->violation)));
     const std::string detail = llhttp_get_error_reason(&impl_->parser);
-    return fail(HeadError::malformed, reason_of(rc, detail), detail);
+    return fail(failure_of(rc, detail), detail);
 }
 
 MessageParser::Status MessageParser::finish() {
-    if (failed_) return Status::error;
-    const llhttp_errno_t rc = llhttp_finish(&impl_->parser);
     consumed_ = 0;
-    if (rc == HPE_PAUSED) return Status::message_complete;
-    if (rc == HPE_OK) return Status::need_more;  // between messages: a clean end
-    return fail(HeadError::malformed, reason::malformed_request, "the message was cut off");
+    switch (stage_) {
+    case Stage::failed: return Status::error;
+    case Stage::upgraded: return fail(Failure::upgrade_not_supported, "the connection ended after an upgrade head");
+    case Stage::awaiting_head:
+    case Stage::in_body: break;
+    }
+    const llhttp_errno_t rc = llhttp_finish(&impl_->parser);
+    const bool message_ended = std::exchange(impl_->message_completed, false);
+    if (rc == HPE_PAUSED) return on_pause(false, message_ended);
+    if (rc == HPE_OK) return Status::need_more;  // nothing was pending: the caller knows whether that is a clean end
+    return fail(kind_ == MessageKind::response ? Failure::upstream_failed : Failure::malformed_request,
+                "the message was cut off");
 }
 
 }  // namespace egressgate::http

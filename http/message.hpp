@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "http/responses.hpp"
+
 namespace egressgate::http {
 
 // Named limits of what a peer may send before its message head is complete.
@@ -32,7 +34,9 @@ struct MessageHead {
     BodyFraming framing = BodyFraming::none;
     std::uint64_t content_length = 0;  // when framing is content_length
     bool keep_alive = false;           // the sender allows another message on this connection
-    bool upgrade = false;              // the sender asked to switch protocols
+    // The bytes after this head are not HTTP/1.x: a CONNECT, or a request with
+    // "Connection: upgrade" and an Upgrade header. The parser reads nothing after such a head.
+    bool upgrade = false;
 
     bool is_connect() const { return method == "CONNECT"; }
     // The first header with this name (case-insensitive), if any.
@@ -40,15 +44,15 @@ struct MessageHead {
     std::size_t header_count(std::string_view name) const;
 };
 
-enum class HeadError {
-    malformed,  // the bytes are not HTTP/1.x, or not HTTP this proxy will forward
-    too_large,  // head exceeds kMaxRequestHeadBytes or kMaxHeaderCount
-};
-
 // Feed bytes as they arrive. The parser stops at the end of each head (so the caller can decide
 // before anything is forwarded) and at the end of each message; consumed() says how much of the
 // last feed it used, and the caller feeds the rest again after handling the event. Body bytes,
 // decoded from their framing, collect in body() until the caller takes them.
+//
+// Progress: every feed() consumes bytes, or reports an event that moves the parser on (a head,
+// then the end of that message), or asks for more having used all it was given, or fails. No
+// sequence of calls returns the same event twice without bytes in between, so a caller's read
+// loop always either reads or moves on.
 class MessageParser {
 public:
     enum class Status { need_more, head_complete, message_complete, error };
@@ -68,26 +72,34 @@ public:
     std::size_t consumed() const { return consumed_; }
     std::string& body() { return body_; }
 
-    HeadError error() const { return error_; }
-    // A fixed reason string for the refusal (see http::reason), and llhttp's description.
-    std::string_view error_reason() const { return error_reason_; }
+    // After an error: what the peer is told (requests: a 400 family failure or
+    // request_head_too_large; responses: upstream_malformed or unrequested_upgrade), and
+    // llhttp's or our own description of what was wrong.
+    Failure failure() const { return failure_; }
     const std::string& error_detail() const { return error_detail_; }
 
     struct Impl;
 
 private:
-    Status fail(HeadError e, std::string_view reason, std::string detail);
+    // Where the parser is in the stream of messages.
+    enum class Stage {
+        awaiting_head,  // between messages, or inside a head
+        in_body,        // head reported; the body (maybe empty) and its end follow
+        upgraded,       // an upgrade head was reported: what follows is not ours to parse
+        failed,
+    };
+    Status fail(Failure failure, std::string detail);
+    Status on_pause(bool head_ended, bool message_ended);
 
     std::unique_ptr<Impl> impl_;
+    MessageKind kind_;
     MessageHead head_;
     std::string body_;
-    std::size_t head_bytes_ = 0;   // bytes of the head being read, against kMaxRequestHeadBytes
-    bool awaiting_head_ = true;    // between messages or inside a head
+    Stage stage_ = Stage::awaiting_head;
+    std::size_t head_bytes_ = 0;  // bytes of the head being read, against kMaxRequestHeadBytes
     std::size_t consumed_ = 0;
-    HeadError error_ = HeadError::malformed;
-    std::string_view error_reason_;
+    Failure failure_ = Failure::malformed_request;
     std::string error_detail_;
-    bool failed_ = false;
 };
 
 }  // namespace egressgate::http

@@ -1,4 +1,4 @@
-#include "proxy/responses.hpp"
+#include "http/responses.hpp"
 
 #include <fmt/format.h>
 
@@ -9,15 +9,17 @@ std::string_view status_text(int status) {
     switch (status) {
     case 400: return "Bad Request";
     case 403: return "Forbidden";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     default: return "Error";
     }
 }
 
-// Reasons and details can carry client bytes (a parser message quotes nothing, but a rule may
-// echo a host): keep the response well-formed whatever they hold.
+// Reasons and details can carry client bytes (a rule may echo a host): keep the response
+// well-formed whatever they hold.
 std::string printable(std::string_view s) {
     std::string out;
     out.reserve(s.size());
@@ -27,44 +29,43 @@ std::string printable(std::string_view s) {
 
 }  // namespace
 
-int status_for(Failure failure) {
+int status_of(Failure failure) {
     switch (failure) {
-    case Failure::malformed_request:
-    case Failure::invalid_target: return 400;
-    case Failure::head_too_large: return 431;
-    case Failure::denied: return 403;
-    case Failure::resolve_failed:
-    case Failure::connect_failed: return 502;
-    case Failure::resolve_timeout:
-    case Failure::connect_timeout: return 504;
+#define EGRESSGATE_FAILURE_STATUS(name, status) \
+    case Failure::name: return status;
+        EGRESSGATE_HTTP_FAILURES(EGRESSGATE_FAILURE_STATUS)
+#undef EGRESSGATE_FAILURE_STATUS
     }
     return 500;
 }
 
-std::string_view default_reason(Failure failure) {
+std::string_view reason_of(Failure failure) {
     switch (failure) {
-    case Failure::malformed_request: return reason::malformed_request;
-    case Failure::head_too_large: return reason::request_head_too_large;
-    case Failure::resolve_failed: return reason::resolve_failed;
-    case Failure::connect_failed: return reason::connect_failed;
-    case Failure::resolve_timeout: return reason::resolve_timeout;
-    case Failure::connect_timeout: return reason::connect_timeout;
-    case Failure::invalid_target:
-    case Failure::denied: break;
+#define EGRESSGATE_FAILURE_REASON(name, status) \
+    case Failure::name: return #name;
+        EGRESSGATE_HTTP_FAILURES(EGRESSGATE_FAILURE_REASON)
+#undef EGRESSGATE_FAILURE_REASON
     }
-    return {};
+    return "internal_error";
 }
 
-std::string render_rejection(Failure failure, std::string_view reason, std::string_view detail) {
-    const int status = status_for(failure);
-    const std::string safe_reason = printable(reason);
-    std::string body = fmt::format("egressgate: {} {}: {}", status, status_text(status), safe_reason);
-    if (!detail.empty()) body += fmt::format(" ({})", printable(detail));
+Refusal::Refusal(Failure failure, std::string detail) : Refusal(failure, reason_of(failure), std::move(detail)) {}
+
+Refusal::Refusal(Failure failure, std::string_view reason, std::string detail)
+    : failure_(failure), reason_(reason), detail_(std::move(detail)) {}
+
+Refusal Refusal::denied(const policy::Decision& decision) { return Refusal(Failure::denied, decision.reason, decision.rule); }
+
+std::string render(const Refusal& refusal) {
+    const int status = refusal.status();
+    const std::string reason = printable(refusal.reason());
+    std::string body = fmt::format("egressgate: {} {}: {}", status, status_text(status), reason);
+    if (!refusal.detail().empty()) body += fmt::format(" ({})", printable(refusal.detail()));
     body += '\n';
     return fmt::format(
         "HTTP/1.1 {} {}\r\n{}: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n"
         "Connection: close\r\n\r\n{}",
-        status, status_text(status), kReasonHeader, safe_reason, body.size(), body);
+        status, status_text(status), kReasonHeader, reason, body.size(), body);
 }
 
 }  // namespace egressgate::http

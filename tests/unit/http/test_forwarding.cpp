@@ -1,9 +1,11 @@
 // Forwarding rules for absolute-form HTTP: targets, framing checks, rewritten heads, chunking.
 #include <catch.hpp>
 
-#include "proxy/forwarding.hpp"
-#include "proxy/http_message.hpp"
-#include "proxy/responses.hpp"
+#include "http/forwarding.hpp"
+#include "http/message.hpp"
+#include "http/responses.hpp"
+
+#include <variant>
 
 using namespace egressgate::http;
 
@@ -58,9 +60,9 @@ TEST_CASE("only a Transfer-Encoding of exactly chunked is forwarded", "[http][fo
     CHECK_FALSE(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")));
     CHECK_FALSE(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\n\r\n")));
     CHECK(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")) ==
-          reason::unsupported_transfer_encoding);
+          Failure::unsupported_transfer_encoding);
     CHECK(request_framing_violation(parse_head("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")) ==
-          reason::unsupported_transfer_encoding);
+          Failure::unsupported_transfer_encoding);
 }
 
 TEST_CASE("the upstream gets origin form, a Host from the URI and no hop-by-hop headers", "[http][forward]") {
@@ -164,25 +166,112 @@ TEST_CASE("request refusals carry their own reasons", "[http][forward]") {
     struct Case {
         const char* name;
         std::string bytes;
-        std::string_view reason;
+        Failure failure;
     };
     const Case cases[] = {
         {"CL with TE", "POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-         reason::content_length_with_transfer_encoding},
-        {"two CL", "POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", reason::conflicting_content_length},
-        {"bad CL", "POST http://a/ HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", reason::invalid_content_length},
+         Failure::content_length_with_transfer_encoding},
+        {"two CL", "POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Failure::conflicting_content_length},
+        {"bad CL", "POST http://a/ HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", Failure::invalid_content_length},
         {"TE not final chunked", "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-         reason::unsupported_transfer_encoding},
-        {"folding", "GET http://a/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n", reason::obsolete_line_folding},
-        {"bare LF in value", "GET http://a/ HTTP/1.1\r\nX: a\nY: b\r\n\r\n", reason::invalid_header_value},
-        {"space in name", "GET http://a/ HTTP/1.1\r\nX Y: z\r\n\r\n", reason::invalid_header_name},
-        {"at sign in name", "GET http://a/ HTTP/1.1\r\nX@Y: z\r\n\r\n", reason::invalid_header_name},
+         Failure::unsupported_transfer_encoding},
+        {"folding", "GET http://a/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n", Failure::obsolete_line_folding},
+        {"bare LF in value", "GET http://a/ HTTP/1.1\r\nX: a\nY: b\r\n\r\n", Failure::invalid_header_value},
+        {"space in name", "GET http://a/ HTTP/1.1\r\nX Y: z\r\n\r\n", Failure::invalid_header_name},
+        {"space before colon", "GET http://a/ HTTP/1.1\r\nX : z\r\n\r\n", Failure::invalid_header_name},
+        {"at sign in name", "GET http://a/ HTTP/1.1\r\nX@Y: z\r\n\r\n", Failure::invalid_header_name},
+        {"empty name first", "GET http://a/ HTTP/1.1\r\n: x\r\n\r\n", Failure::invalid_header_name},
+        {"empty name later", "GET http://a/ HTTP/1.1\r\nA: b\r\n: x\r\n\r\n", Failure::invalid_header_name},
+        {"SOH in value", "GET http://a/ HTTP/1.1\r\nA: b\x01z\r\n\r\n", Failure::invalid_header_value},
+        {"DEL in value", "GET http://a/ HTTP/1.1\r\nA: b\x7fz\r\n\r\n", Failure::invalid_header_value},
+        {"TAB in target", "GET http://a/x\ty HTTP/1.1\r\n\r\n", Failure::invalid_request_target},
+        {"byte >= 0x80 in target", "GET http://a/x\xffy HTTP/1.1\r\n\r\n", Failure::invalid_request_target},
+        {"control in target", "GET http://a/x\x01y HTTP/1.1\r\n\r\n", Failure::invalid_request_target},
+        {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Failure::http2_not_supported},
     };
     for (const auto& c : cases) {
         DYNAMIC_SECTION(c.name) {
             MessageParser parser;
             CHECK(parser.feed(c.bytes) == MessageParser::Status::error);
-            CHECK(parser.error_reason() == c.reason);
+            CHECK(parser.failure() == c.failure);
+            CHECK(status_of(parser.failure()) == 400);
         }
     }
+}
+
+TEST_CASE("field values keep TAB and obs-text", "[http][forward]") {
+    const auto head = parse_head("GET http://a/ HTTP/1.1\r\nA: b\tc\r\nB: caf\xc3\xa9\r\n\r\n");
+    CHECK(head.header("A") == std::string_view("b\tc"));
+    CHECK(head.header("B") == std::string_view("caf\xc3\xa9"));
+}
+
+TEST_CASE("a forwarding connection refuses what is not HTTP/1.x to forward", "[http][forward]") {
+    struct Case {
+        const char* name;
+        std::string bytes;
+        Failure failure;
+    };
+    const Case cases[] = {
+        {"h2c upgrade", "GET http://a/ HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n",
+         Failure::upgrade_not_supported},
+        {"websocket", "GET http://a/ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+         Failure::upgrade_not_supported},
+        {"upgrade with a body", "POST http://a/ HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 2\r\n\r\nab",
+         Failure::upgrade_not_supported},
+        {"CONNECT", "CONNECT a:443 HTTP/1.1\r\n\r\n", Failure::connect_on_forwarding_connection},
+        {"origin form", "GET / HTTP/1.1\r\n\r\n", Failure::origin_form_target},
+        {"https", "GET https://a/ HTTP/1.1\r\n\r\n", Failure::use_connect_for_https},
+        {"other scheme", "GET ws://a/ HTTP/1.1\r\n\r\n", Failure::unsupported_scheme},
+        {"invalid host", "GET http://a..b/ HTTP/1.1\r\n\r\n", Failure::invalid_host},
+        {"TE gzip", "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", Failure::unsupported_transfer_encoding},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            MessageParser parser;
+            REQUIRE(parser.feed(c.bytes) == MessageParser::Status::head_complete);
+            const auto where = forwarding_target(parser.head());
+            REQUIRE(std::holds_alternative<Refusal>(where));
+            CHECK(std::get<Refusal>(where).failure() == c.failure);
+        }
+    }
+    MessageParser parser;
+    REQUIRE(parser.feed("GET http://a.example:8080/x HTTP/1.1\r\nConnection: keep-alive\r\n\r\n") ==
+            MessageParser::Status::head_complete);
+    const auto where = forwarding_target(parser.head());
+    REQUIRE(std::holds_alternative<AbsoluteTarget>(where));
+    CHECK(std::get<AbsoluteTarget>(where).target.port == 8080);
+}
+
+TEST_CASE("an upgrade head is the parser's last: what follows is not parsed", "[http]") {
+    const std::string connect = "CONNECT a:443 HTTP/1.1\r\n\r\n\x16\x03\x01";
+    MessageParser parser;
+    REQUIRE(parser.feed(connect) == MessageParser::Status::head_complete);
+    CHECK(parser.head().upgrade);
+    CHECK(parser.consumed() == connect.size() - 3);
+    // Fed again, it refuses rather than reporting the message's end over and over.
+    CHECK(parser.feed(std::string_view(connect).substr(parser.consumed())) == MessageParser::Status::error);
+    CHECK(parser.feed("") == MessageParser::Status::error);
+}
+
+TEST_CASE("a 101 response is never forwarded", "[http][forward]") {
+    for (const char* response : {"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nxx",
+                                 "HTTP/1.1 101 Switching Protocols\r\n\r\n"}) {
+        INFO(response);
+        MessageParser parser(MessageKind::response);
+        CHECK(parser.feed(response) == MessageParser::Status::error);
+        CHECK(parser.failure() == Failure::unrequested_upgrade);
+        CHECK(status_of(parser.failure()) == 502);
+    }
+}
+
+TEST_CASE("a broken response is the upstream's failure", "[http][forward]") {
+    MessageParser garbage(MessageKind::response);
+    CHECK(garbage.feed("SSH-2.0-OpenSSH_9.2\r\n") == MessageParser::Status::error);
+    CHECK(garbage.failure() == Failure::upstream_malformed);
+    MessageParser cut(MessageKind::response);
+    const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+    REQUIRE(cut.feed(head) == MessageParser::Status::head_complete);
+    CHECK(cut.feed(std::string_view(head).substr(cut.consumed())) == MessageParser::Status::need_more);
+    CHECK(cut.finish() == MessageParser::Status::error);
+    CHECK(cut.failure() == Failure::upstream_failed);
 }

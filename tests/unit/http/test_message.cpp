@@ -3,10 +3,10 @@
 
 #include <string>
 
-#include "proxy/http_message.hpp"
-#include "proxy/responses.hpp"
+#include "http/message.hpp"
+#include "http/responses.hpp"
 
-using egressgate::http::HeadError;
+using egressgate::http::Failure;
 using egressgate::http::MessageParser;
 using Status = MessageParser::Status;
 
@@ -106,7 +106,7 @@ TEST_CASE("malformed heads are refused", "[http]") {
         DYNAMIC_SECTION(c.name) {
             MessageParser parser;
             CHECK(parser.feed(c.bytes) == Status::error);
-            CHECK(parser.error() == HeadError::malformed);
+            CHECK(egressgate::http::status_of(parser.failure()) == 400);
             CHECK_FALSE(parser.error_detail().empty());
         }
     }
@@ -119,37 +119,65 @@ TEST_CASE("heads over the named limits are refused as too large", "[http]") {
         Status status = parser.feed("CONNECT a.b:443 HTTP/1.1\r\n");
         for (int i = 0; i < 20 && status == Status::need_more; ++i) status = parser.feed(line);
         CHECK(status == Status::error);
-        CHECK(parser.error() == HeadError::too_large);
+        CHECK(parser.failure() == Failure::request_head_too_large);
     }
     SECTION("header count") {
         std::string head = "CONNECT a.b:443 HTTP/1.1\r\n";
         for (std::size_t i = 0; i <= egressgate::http::kMaxHeaderCount; ++i) head += "X: y\r\n";
         MessageParser parser;
         CHECK(parser.feed(head + "\r\n") == Status::error);
-        CHECK(parser.error() == HeadError::too_large);
+        CHECK(parser.failure() == Failure::request_head_too_large);
     }
 }
 
-TEST_CASE("every failure maps to one status and carries its reason", "[http]") {
-    using egressgate::http::Failure;
+TEST_CASE("every failure maps to one status and carries its own reason", "[http]") {
+    using egressgate::http::Refusal;
     struct Case {
         Failure failure;
         int status;
+        std::string_view reason;
     };
     const Case cases[] = {
-        {Failure::malformed_request, 400}, {Failure::invalid_target, 400},
-        {Failure::head_too_large, 431},    {Failure::denied, 403},         {Failure::resolve_failed, 502},
-        {Failure::connect_failed, 502},    {Failure::resolve_timeout, 504}, {Failure::connect_timeout, 504},
+        {Failure::malformed_request, 400, "malformed_request"},
+        {Failure::invalid_host, 400, "invalid_host"},
+        {Failure::upgrade_not_supported, 400, "upgrade_not_supported"},
+        {Failure::connect_on_forwarding_connection, 400, "connect_on_forwarding_connection"},
+        {Failure::invalid_request_target, 400, "invalid_request_target"},
+        {Failure::client_connection_limit, 429, "client_connection_limit"},
+        {Failure::client_rate_limit, 429, "client_rate_limit"},
+        {Failure::request_head_too_large, 431, "request_head_too_large"},
+        {Failure::resolve_failed, 502, "resolve_failed"},
+        {Failure::connect_failed, 502, "connect_failed"},
+        {Failure::upstream_failed, 502, "upstream_failed"},
+        {Failure::unrequested_upgrade, 502, "unrequested_upgrade"},
+        {Failure::proxy_connection_limit, 503, "proxy_connection_limit"},
+        {Failure::resource_exhausted, 503, "resource_exhausted"},
+        {Failure::resolve_timeout, 504, "resolve_timeout"},
+        {Failure::connect_timeout, 504, "connect_timeout"},
+        {Failure::upstream_timeout, 504, "upstream_timeout"},
     };
     for (const auto& c : cases) {
-        INFO("status " << c.status);
-        CHECK(egressgate::http::status_for(c.failure) == c.status);
-        const std::string response = egressgate::http::render_rejection(c.failure, "some_reason", "rule\r\nX: y");
+        INFO(c.reason);
+        const Refusal refusal(c.failure, "rule\r\nX: y");
+        CHECK(refusal.status() == c.status);
+        CHECK(refusal.reason() == c.reason);
+        const std::string response = egressgate::http::render(refusal);
         CHECK(response.rfind("HTTP/1.1 " + std::to_string(c.status) + " ", 0) == 0);
-        CHECK(response.find("\r\nX-Egressgate-Reason: some_reason\r\n") != std::string::npos);
+        CHECK(response.find("\r\nX-Egressgate-Reason: " + std::string(c.reason) + "\r\n") != std::string::npos);
         CHECK(response.find("rule??X: y") != std::string::npos);  // no header injection through detail
         const auto body_at = response.find("\r\n\r\n") + 4;
         const auto length_at = response.find("Content-Length: ") + 16;
         CHECK(std::stoul(response.substr(length_at)) == response.size() - body_at);
     }
+}
+
+TEST_CASE("a policy denial is a 403 with the decision's reason and rule", "[http]") {
+    egressgate::policy::Decision decision;
+    decision.verdict = egressgate::policy::Verdict::deny;
+    decision.reason = egressgate::policy::reason::host_not_allowed;
+    decision.rule = "egress.hosts";
+    const auto refusal = egressgate::http::Refusal::denied(decision);
+    CHECK(refusal.status() == 403);
+    CHECK(refusal.reason() == "host_not_allowed");
+    CHECK(egressgate::http::render(refusal).find("(egress.hosts)") != std::string::npos);
 }
