@@ -9,17 +9,58 @@
 namespace egressgate::audit {
 namespace {
 
-bool needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f; }
+bool needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f || c >= 0x80; }
 
-// JSON string escaping: quotes, backslash and every control byte. Bytes >= 0x80 pass through:
-// hosts are ASCII by the time they get here, and nothing else is client text. Runs of plain
-// bytes are appended at once: this runs for every field of every connection.
+void append_hex_byte(std::string& out, unsigned char c, std::string_view prefix) {
+    constexpr char kHex[] = "0123456789abcdef";
+    out += prefix;
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+}
+
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no
+// surrogates, nothing above U+10FFFF), or 0 when the byte there does not start one.
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char lead = byte(i);
+    std::size_t length = 0;
+    unsigned char min_second = 0x80;
+    unsigned char max_second = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) length = 2;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+        length = 3;
+        if (lead == 0xe0) min_second = 0xa0;  // overlong
+        if (lead == 0xed) max_second = 0x9f;  // surrogates
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+        length = 4;
+        if (lead == 0xf0) min_second = 0x90;  // overlong
+        if (lead == 0xf4) max_second = 0x8f;  // above U+10FFFF
+    } else {
+        return 0;
+    }
+    if (i + length > s.size()) return 0;
+    if (byte(i + 1) < min_second || byte(i + 1) > max_second) return 0;
+    for (std::size_t k = 2; k < length; ++k) {
+        if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
+    }
+    return length;
+}
+
+// JSON string escaping: quotes, backslash and every control byte; well-formed UTF-8 passes, any
+// other byte >= 0x80 becomes the text \xHH, so the line is valid UTF-8 whatever it holds. Runs
+// of plain bytes are appended at once: this runs for every field of every connection.
 void append_json_string(std::string& out, std::string_view s) {
     out.push_back('"');
     std::size_t run = 0;
     for (std::size_t i = 0; i < s.size(); ++i) {
         const auto c = static_cast<unsigned char>(s[i]);
         if (!needs_escape(c)) continue;
+        if (c >= 0x80) {
+            if (const std::size_t length = utf8_sequence_length(s, i)) {
+                i += length - 1;
+                continue;
+            }
+        }
         out.append(s.substr(run, i - run));
         run = i + 1;
         switch (c) {
@@ -28,7 +69,9 @@ void append_json_string(std::string& out, std::string_view s) {
         case '\n': out += "\\n"; break;
         case '\r': out += "\\r"; break;
         case '\t': out += "\\t"; break;
-        default: fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
+        default:
+            if (c >= 0x80) append_hex_byte(out, c, "\\\\x");
+            else append_hex_byte(out, c, "\\u00");
         }
     }
     out.append(s.substr(run));
@@ -55,6 +98,16 @@ public:
         key_(key);
         append_json_string(out_, value);
     }
+    void client_text(std::string_view key, std::string_view value) { string(key, escape_client_bytes(value)); }
+    void client_texts(std::string_view key, const std::vector<std::string>& values) {
+        key_(key);
+        out_.push_back('[');
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            if (i > 0) out_.push_back(',');
+            append_json_string(out_, escape_client_bytes(values[i]));
+        }
+        out_.push_back(']');
+    }
     void number(std::string_view key, std::int64_t value) {
         key_(key);
         const fmt::format_int digits(value);
@@ -76,28 +129,64 @@ private:
 
 }  // namespace
 
+std::string_view to_string(CloseReason reason) {
+    switch (reason) {
+    case CloseReason::open: return "";
+    case CloseReason::completed: return "completed";
+    case CloseReason::client_reset: return "client_reset";
+    case CloseReason::upstream_reset: return "upstream_reset";
+    case CloseReason::idle_timeout: return "idle_timeout";
+    case CloseReason::header_timeout: return "header_timeout";
+    case CloseReason::client_closed: return "client_closed";
+    case CloseReason::malformed_request: return "malformed_request";
+    case CloseReason::rejected: return "rejected";
+    case CloseReason::client_denied: return "client_denied";
+    case CloseReason::overloaded: return "overloaded";
+    case CloseReason::shutdown: return "shutdown";
+    case CloseReason::tls_handshake_failed: return "tls_handshake_failed";
+    case CloseReason::resource_exhausted: return "resource_exhausted";
+    case CloseReason::internal_error: return "internal_error";
+    }
+    return "internal_error";
+}
+
+std::string_view to_string(RecordKind kind) { return kind == RecordKind::progress ? "progress" : "final"; }
+
+std::string escape_client_bytes(std::string_view bytes) {
+    std::string out;
+    out.reserve(bytes.size());
+    for (const char ch : bytes) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\\') out += "\\\\";
+        else if (c >= 0x20 && c < 0x7f) out.push_back(ch);
+        else append_hex_byte(out, c, "\\x");
+    }
+    return out;
+}
+
 std::string format_line(const Record& r) {
     LineBuilder line;
     line.string(field::time, rfc3339_utc(r.time));
-    line.number(field::connection_id, static_cast<std::int64_t>(r.connection_id));
+    line.string(field::record, to_string(r.kind));
+    line.string(field::connection_id, r.connection_id);
     line.string(field::vm, r.vm);
     line.string(field::client_ip, r.client_ip);
     line.number(field::client_port, r.client_port);
     line.string(field::method, r.method);
-    line.string(field::host, r.host);
+    line.client_text(field::host, r.host);
     line.number(field::port, r.port);
     line.string(field::resolved, r.resolved);
     line.string(field::decision, r.decision);
     line.string(field::reason, r.reason);
     line.string(field::rule, r.rule);
-    line.string(field::sni, r.sni);
-    line.string(field::alpn, r.alpn);
+    line.client_text(field::sni, r.sni);
+    line.client_texts(field::alpn, r.alpn);
     line.number(field::status, r.status);
     line.number(field::bytes_up, static_cast<std::int64_t>(r.bytes_up));
     line.number(field::bytes_down, static_cast<std::int64_t>(r.bytes_down));
     line.number(field::connect_ms, r.connect_ms);
     line.number(field::duration_ms, r.duration_ms);
-    line.string(field::close_reason, r.close_reason);
+    line.string(field::close_reason, to_string(r.close_reason));
     return std::move(line).finish();
 }
 

@@ -1,5 +1,8 @@
 #include "audit/traffic_counters.hpp"
 
+#include <algorithm>
+#include <optional>
+
 #include <fmt/format.h>
 
 namespace egressgate::audit {
@@ -23,16 +26,41 @@ void header(std::string& out, std::string_view name, std::string_view help, std:
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
+// Which limit a refusal reason names (the reasons are http::Failure names, kept as text here so
+// that audit/ does not depend on http/).
+std::optional<Limit> limit_of(std::string_view reason) {
+    if (reason == "client_connection_limit") return Limit::client_connections;
+    if (reason == "client_rate_limit") return Limit::client_rate;
+    if (reason == "proxy_connection_limit") return Limit::proxy_connections;
+    return std::nullopt;
+}
+
 }  // namespace
 
-void TrafficCounters::add(const Record& r) {
-    VmTotals& vm = by_vm_[r.vm];
-    ++vm.connections;
-    if (r.decision == "deny") ++vm.denied;
-    vm.bytes_up += r.bytes_up;
-    vm.bytes_down += r.bytes_down;
+std::string_view to_string(Limit limit) {
+    switch (limit) {
+    case Limit::client_connections: return "client_connections";
+    case Limit::client_rate: return "client_rate";
+    case Limit::proxy_connections: return "proxy_connections";
+    }
+    return "unknown";
+}
+
+void TrafficCounters::add(const Record& r, CountedBytes counted) {
+    const bool outsider = r.close_reason == CloseReason::client_denied;
+    if (outsider) {
+        ++clients_denied_;
+    } else {
+        VmTotals& vm = by_vm_[r.vm];
+        vm.bytes_up += r.bytes_up - std::min(counted.up, r.bytes_up);
+        vm.bytes_down += r.bytes_down - std::min(counted.down, r.bytes_down);
+        if (r.kind == RecordKind::progress) return;
+        ++vm.connections;
+        if (r.decision == "deny") ++vm.denied;
+    }
     ++by_outcome_[{std::string(r.decision), std::string(r.reason)}];
-    ++by_close_reason_[std::string(r.close_reason)];
+    ++by_close_reason_[std::string(to_string(r.close_reason))];
+    if (const auto limit = limit_of(r.reason)) ++limit_refusals_[static_cast<std::size_t>(*limit)];
 }
 
 void TrafficCounters::merge(const TrafficCounters& other) {
@@ -45,12 +73,14 @@ void TrafficCounters::merge(const TrafficCounters& other) {
     }
     for (const auto& [key, n] : other.by_outcome_) by_outcome_[key] += n;
     for (const auto& [key, n] : other.by_close_reason_) by_close_reason_[key] += n;
+    clients_denied_ += other.clients_denied_;
+    for (std::size_t i = 0; i < kLimitCount; ++i) limit_refusals_[i] += other.limit_refusals_[i];
 }
 
-std::string TrafficCounters::prometheus_text(std::initializer_list<Gauge> gauges) const {
+std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> samples) const {
     std::string out;
-    for (const auto& g : gauges) {
-        header(out, g.name, g.help, "gauge");
+    for (const auto& g : samples) {
+        header(out, g.name, g.help, g.type);
         fmt::format_to(std::back_inserter(out), "{} {}\n", g.name, g.value);
     }
     header(out, "egressgate_connections_total", "Connections and forwarded requests, by decision and reason", "counter");
@@ -61,6 +91,13 @@ std::string TrafficCounters::prometheus_text(std::initializer_list<Gauge> gauges
     header(out, "egressgate_closed_total", "Connections and requests by how they ended", "counter");
     for (const auto& [reason, n] : by_close_reason_) {
         fmt::format_to(std::back_inserter(out), "egressgate_closed_total{{close_reason=\"{}\"}} {}\n", label(reason), n);
+    }
+    header(out, "egressgate_clients_denied_total", "Connections from outside [clients] allow, closed at accept", "counter");
+    fmt::format_to(std::back_inserter(out), "egressgate_clients_denied_total {}\n", clients_denied_);
+    header(out, "egressgate_limit_refusals_total", "Connections refused by a connection limit", "counter");
+    for (std::size_t i = 0; i < kLimitCount; ++i) {
+        fmt::format_to(std::back_inserter(out), "egressgate_limit_refusals_total{{limit=\"{}\"}} {}\n",
+                       to_string(static_cast<Limit>(i)), limit_refusals_[i]);
     }
     header(out, "egressgate_vm_connections_total", "Connections and requests per VM", "counter");
     for (const auto& [vm, t] : by_vm_) {

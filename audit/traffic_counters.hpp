@@ -2,7 +2,12 @@
 // Counters of egress per VM and per outcome, built from the same records as the audit trail, so
 // that every way a connection or request can end is counted under its fixed reason. Pure: the
 // proxy keeps one instance per worker and merges them when /metrics is read.
+//
+// Series stay bounded by what the admin configured: VMs are the clients inside [clients] allow
+// (a virtual network's CIDRs), and refused outsiders are counted in one series, never one per
+// address, so that a scan of the proxy cannot grow /metrics.
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <string_view>
@@ -11,18 +16,33 @@
 
 namespace egressgate::audit {
 
+// The connection limits whose refusals /metrics counts (egressgate_limit_refusals_total).
+enum class Limit : std::uint8_t { client_connections, client_rate, proxy_connections };
+inline constexpr std::size_t kLimitCount = 3;
+std::string_view to_string(Limit limit);
+
+// Bytes of a connection that earlier progress records already counted.
+struct CountedBytes {
+    std::uint64_t up = 0;
+    std::uint64_t down = 0;
+};
+
 class TrafficCounters {
 public:
-    void add(const Record& record);
+    // A final record counts the connection, its outcome and its bytes; a progress record only the
+    // bytes moved since `counted`.
+    void add(const Record& record, CountedBytes counted = {});
     void merge(const TrafficCounters& other);
 
-    // Prometheus text exposition of every counter, with `gauges` (name, help, value) first.
-    struct Gauge {
+    // Prometheus text exposition of every counter, with the proxy's own samples (gauges, and
+    // counters kept outside the audit records) first.
+    struct Sample {
         std::string_view name;
         std::string_view help;
         double value;
+        std::string_view type = "gauge";  // or "counter"
     };
-    std::string prometheus_text(std::initializer_list<Gauge> gauges = {}) const;
+    std::string prometheus_text(std::initializer_list<Sample> samples = {}) const;
 
     struct VmTotals {
         std::uint64_t connections = 0;  // audit lines: connections and forwarded requests
@@ -34,11 +54,15 @@ public:
     // (decision, reason) -> count, e.g. ("deny", "host_not_allowed")
     const std::map<std::pair<std::string, std::string>, std::uint64_t>& by_outcome() const { return by_outcome_; }
     const std::map<std::string, std::uint64_t>& by_close_reason() const { return by_close_reason_; }
+    std::uint64_t clients_denied() const { return clients_denied_; }
+    std::uint64_t limit_refusals(Limit limit) const { return limit_refusals_[static_cast<std::size_t>(limit)]; }
 
 private:
     std::map<std::string, VmTotals> by_vm_;
     std::map<std::pair<std::string, std::string>, std::uint64_t> by_outcome_;
     std::map<std::string, std::uint64_t> by_close_reason_;
+    std::uint64_t clients_denied_ = 0;  // connections from outside [clients] allow, all addresses
+    std::uint64_t limit_refusals_[kLimitCount] = {};
 };
 
 }  // namespace egressgate::audit

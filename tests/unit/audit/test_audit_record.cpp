@@ -13,7 +13,7 @@ namespace {
 Record sample() {
     Record r;
     r.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000123));
-    r.connection_id = 42;
+    r.connection_id = "1796158688123-42";
     r.vm = "web-01";
     r.client_ip = "10.0.1.4";
     r.client_port = 50123;
@@ -25,13 +25,13 @@ Record sample() {
     r.reason = "host_allowed";
     r.rule = "catalog:azure-backup *.blob.core.windows.net";
     r.sni = "x.blob.core.windows.net";
-    r.alpn = "h2,http/1.1";
+    r.alpn = {"h2", "http/1.1"};
     r.status = 200;
     r.bytes_up = 5000000000ULL;
     r.bytes_down = 7;
     r.connect_ms = 12;
     r.duration_ms = 3456;
-    r.close_reason = egressgate::audit::close_reason::completed;
+    r.close_reason = egressgate::audit::CloseReason::completed;
     return r;
 }
 }  // namespace
@@ -42,7 +42,8 @@ TEST_CASE("an audit line is one JSON object with every field", "[audit]") {
     CHECK(line.find('\n') == line.size() - 1);
     const auto j = nlohmann::json::parse(line);
     CHECK(j[std::string(field::time)] == "2023-11-14T22:13:20.123Z");
-    CHECK(j[std::string(field::connection_id)] == 42);
+    CHECK(j[std::string(field::record)] == "final");
+    CHECK(j[std::string(field::connection_id)] == "1796158688123-42");
     CHECK(j[std::string(field::vm)] == "web-01");
     CHECK(j[std::string(field::client_ip)] == "10.0.1.4");
     CHECK(j[std::string(field::client_port)] == 50123);
@@ -54,14 +55,14 @@ TEST_CASE("an audit line is one JSON object with every field", "[audit]") {
     CHECK(j[std::string(field::reason)] == "host_allowed");
     CHECK(j[std::string(field::rule)] == "catalog:azure-backup *.blob.core.windows.net");
     CHECK(j[std::string(field::sni)] == "x.blob.core.windows.net");
-    CHECK(j[std::string(field::alpn)] == "h2,http/1.1");
+    CHECK(j[std::string(field::alpn)] == nlohmann::json::array({"h2", "http/1.1"}));
     CHECK(j[std::string(field::status)] == 200);
     CHECK(j[std::string(field::bytes_up)] == 5000000000ULL);
     CHECK(j[std::string(field::bytes_down)] == 7);
     CHECK(j[std::string(field::connect_ms)] == 12);
     CHECK(j[std::string(field::duration_ms)] == 3456);
     CHECK(j[std::string(field::close_reason)] == "completed");
-    CHECK(j.size() == 20);
+    CHECK(j.size() == 21);
 }
 
 TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]") {
@@ -83,8 +84,75 @@ TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]
             const std::string line = egressgate::audit::format_line(r);
             CHECK(line.find('\n') == line.size() - 1);
             const auto j = nlohmann::json::parse(line);
-            CHECK(j["host"] == c.host);
+            CHECK(j["host"] == egressgate::audit::escape_client_bytes(c.host));
             CHECK(j["decision"] == "deny");
         }
     }
+}
+
+TEST_CASE("client bytes are written as reversible printable ASCII", "[audit]") {
+    using egressgate::audit::escape_client_bytes;
+    struct Case {
+        const char* name;
+        std::string raw;
+        std::string escaped;
+    };
+    const Case cases[] = {
+        {"plain", "x.blob.core.windows.net", "x.blob.core.windows.net"},
+        {"byte >= 0x80", "h\xff" "2", "h\\xff2"},
+        {"UTF-8 is bytes too", "\xc3\xa9", "\\xc3\\xa9"},
+        {"backslash", "a\\b", "a\\\\b"},
+        {"NUL and controls", std::string("a\0b\n", 4), "a\\x00b\\x0a"},
+        {"DEL", "\x7f", "\\x7f"},
+        {"quote and comma stay", "h2\",x", "h2\",x"},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) { CHECK(escape_client_bytes(c.raw) == c.escaped); }
+    }
+}
+
+TEST_CASE("hostile ALPN names stay one array entry each, in valid UTF-8", "[audit]") {
+    Record r = sample();
+    r.alpn = {"h2,http/1.1", std::string("\xff\xfe\0\"\\", 5), ""};
+    const std::string line = egressgate::audit::format_line(r);
+    const auto j = nlohmann::json::parse(line);  // throws on invalid UTF-8
+    REQUIRE(j["alpn"].size() == 3);
+    CHECK(j["alpn"][0] == "h2,http/1.1");
+    CHECK(j["alpn"][1] == "\\xff\\xfe\\x00\"\\\\");
+    CHECK(j["alpn"][2] == "");
+}
+
+TEST_CASE("non-client text that is not UTF-8 still makes a valid line", "[audit]") {
+    struct Case {
+        const char* name;
+        std::string vm;
+        bool passes_as_is;
+    };
+    const Case cases[] = {
+        {"valid two-byte", "vm-\xc3\xa9", true},
+        {"valid four-byte", "vm-\xf0\x9f\x98\x80", true},
+        {"lone continuation byte", "vm-\x80", false},
+        {"truncated sequence", "vm-\xe2\x82", false},
+        {"overlong slash", "vm-\xc0\xaf", false},
+        {"surrogate", "vm-\xed\xa0\x80", false},
+        {"above U+10FFFF", "vm-\xf4\x90\x80\x80", false},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            Record r = sample();
+            r.vm = c.vm;
+            const auto j = nlohmann::json::parse(egressgate::audit::format_line(r));
+            if (c.passes_as_is) CHECK(j["vm"] == c.vm);
+            else CHECK(j["vm"].get<std::string>().find("\\x") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("a progress record says so and has no close reason yet", "[audit]") {
+    Record r = sample();
+    r.kind = egressgate::audit::RecordKind::progress;
+    r.close_reason = egressgate::audit::CloseReason::open;
+    const auto j = nlohmann::json::parse(egressgate::audit::format_line(r));
+    CHECK(j["record"] == "progress");
+    CHECK(j["close_reason"] == "");
 }
