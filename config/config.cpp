@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +14,7 @@
 
 #include <toml++/toml.h>
 
+#include "policy/authority.hpp"
 #include "policy/catalog.hpp"
 
 namespace egressgate::config {
@@ -28,7 +28,11 @@ constexpr std::int64_t kMaxDnsTimeoutMs = 60'000;
 constexpr std::int64_t kMaxHeaderTimeoutMs = 3'600'000;      // one hour
 constexpr std::int64_t kMaxConnectTimeoutMs = 3'600'000;     // one hour
 constexpr std::int64_t kMaxIdleTimeoutMs = 7 * 86'400'000LL; // seven days: long backups stay up
-constexpr std::int64_t kMaxPort = 65535;
+constexpr std::int64_t kMaxDrainTimeoutMs = 3'600'000;       // one hour
+constexpr std::int64_t kMaxConnections = 10'000'000;
+constexpr std::int64_t kMaxConnectionRate = 1'000'000;       // new connections per second per IP
+constexpr std::int64_t kMaxProgressIntervalS = 86'400;       // a day
+constexpr std::int64_t kMaxPort = policy::kMaxPort;
 constexpr std::uint16_t kDefaultDnsPort = 53;
 constexpr std::size_t kMaxEchoedValueLength = 80;            // longer values are cut in messages
 constexpr std::size_t kMaxFileBytes = 64 * 1024 * 1024;      // az_vm_list of a large subscription
@@ -151,51 +155,36 @@ std::string_view type_name(toml::node_type type) {
 
 struct AddressParse {
     std::optional<ListenAddress> address;
-    std::string_view problem;  // set when address is not
+    std::string problem;  // set when address is not
 };
 
-std::optional<std::uint16_t> parse_port(std::string_view digits, std::int64_t min_port) {
-    std::int64_t port = 0;
-    if (digits.empty() || digits.size() > 5) return std::nullopt;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-    if (ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
-    if (port < min_port || port > kMaxPort) return std::nullopt;
-    return static_cast<std::uint16_t>(port);
-}
-
-// default_port: the port a bare address gets; nullopt when a port is required.
+// "ip:port" or "[v6]:port" through the one authority parser; default_port: the port a bare
+// address gets (DNS servers), nullopt when a port is required. Names are not resolved here.
 AddressParse parse_socket_address(std::string_view text, std::optional<std::uint16_t> default_port,
                                   std::int64_t min_port) {
     constexpr std::string_view kShape = "expected \"ip:port\" or \"[ipv6]:port\"";
     if (default_port) {
         if (auto bare = policy::IpAddress::parse(text)) return {ListenAddress{*bare, *default_port}, {}};
     }
-    std::string_view host;
-    std::string_view rest;
-    const bool bracketed = text.starts_with('[');
-    if (bracketed) {
-        const auto close = text.find(']');
-        if (close == std::string_view::npos) return {std::nullopt, kShape};
-        host = text.substr(1, close - 1);
-        rest = text.substr(close + 1);
-    } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string_view::npos) return {std::nullopt, kShape};
-        host = text.substr(0, colon);
-        rest = text.substr(colon);
-        if (host.find(':') != std::string_view::npos) return {std::nullopt, "IPv6 addresses need brackets: \"[::1]:port\""};
+    const auto parsed = policy::split_authority(text);
+    if (!parsed.authority) {
+        if (parsed.problem == policy::AuthorityProblem::bad_port) {
+            return {std::nullopt, "port must be a number from " + std::to_string(min_port) + " to 65535"};
+        }
+        return {std::nullopt, std::string(policy::describe(parsed.problem))};
     }
-    const auto ip = policy::IpAddress::parse(host);
-    if (bracketed && (!ip || ip->is_v4())) return {std::nullopt, "not an IPv6 address inside the brackets"};
+    const policy::Authority& authority = *parsed.authority;
+    const auto ip = policy::IpAddress::parse(authority.host);
+    if (authority.bracketed && (!ip || ip->is_v4())) return {std::nullopt, "not an IPv6 address inside the brackets"};
     if (!ip) return {std::nullopt, "not an IP address (names are not resolved here)"};
-    if (rest.empty() && default_port) return {ListenAddress{*ip, *default_port}, {}};
-    if (!rest.starts_with(':')) return {std::nullopt, kShape};
-    const auto port = parse_port(rest.substr(1), min_port);
-    if (!port) {
-        return {std::nullopt, min_port == 0 ? "port must be a number from 0 to 65535"
-                                            : "port must be a number from 1 to 65535"};
+    if (!authority.port) {
+        if (default_port) return {ListenAddress{*ip, *default_port}, {}};
+        return {std::nullopt, std::string(kShape)};
     }
-    return {ListenAddress{*ip, *port}, {}};
+    if (*authority.port < min_port) {
+        return {std::nullopt, "port must be a number from " + std::to_string(min_port) + " to 65535"};
+    }
+    return {ListenAddress{*ip, *authority.port}, {}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,7 +364,8 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
 // --- [proxy] ---------------------------------------------------------------------------------
 
 void ConfigBuilder::proxy_section(const toml::table& t) {
-    check_known_keys(t, "proxy", {"listen", "workers", "x_forwarded_for", "tls_listen", "tls_cert", "tls_key"});
+    check_known_keys(t, "proxy", {"listen", "workers", "x_forwarded_for", "tls_listen", "tls_cert", "tls_key",
+                                  "max_connections", "drain_timeout_ms"});
     if (const toml::node* listen = t.get("listen")) {
         config_->listen.clear();
         if (const auto* array = array_of(*listen, "proxy.listen", "\"ip:port\" strings")) {
@@ -389,6 +379,12 @@ void ConfigBuilder::proxy_section(const toml::table& t) {
     if (const toml::node* workers = t.get("workers")) {
         if (auto n = integer_in(*workers, "proxy.workers", 0, kMaxWorkers)) config_->workers = static_cast<unsigned>(*n);
     }
+    if (const toml::node* max = t.get("max_connections")) {
+        if (auto n = integer_in(*max, "proxy.max_connections", 0, kMaxConnections)) {
+            config_->max_connections = static_cast<std::uint32_t>(*n);
+        }
+    }
+    if (auto ms = milliseconds_in(t, "drain_timeout_ms", "proxy", kMaxDrainTimeoutMs)) config_->drain_timeout = *ms;
     if (const toml::node* xff = t.get("x_forwarded_for")) {
         if (xff->is_boolean()) {
             config_->x_forwarded_for = *xff->value<bool>();
@@ -434,7 +430,18 @@ void ConfigBuilder::clients_section(const toml::table* t) {
         require("clients.allow", toml::source_region{}, kWhat);
         return;
     }
-    check_known_keys(*t, "clients", {"allow"});
+    check_known_keys(*t, "clients", {"allow", "max_connections_per_ip", "max_new_connections_per_second_per_ip"});
+    ClientLimits& limits = config_->client_limits;
+    if (const toml::node* max = t->get("max_connections_per_ip")) {
+        if (auto n = integer_in(*max, "clients.max_connections_per_ip", 1, kMaxConnections)) {
+            limits.max_connections_per_ip = static_cast<std::uint32_t>(*n);
+        }
+    }
+    if (const toml::node* rate = t->get("max_new_connections_per_second_per_ip")) {
+        if (auto n = integer_in(*rate, "clients.max_new_connections_per_second_per_ip", 1, kMaxConnectionRate)) {
+            limits.max_new_connections_per_second_per_ip = static_cast<std::uint32_t>(*n);
+        }
+    }
     const toml::node* allow = t->get("allow");
     if (allow == nullptr) {
         require("clients.allow", t->source(), kWhat);
@@ -609,7 +616,12 @@ void ConfigBuilder::timeouts_section(const toml::table& t) {
 }
 
 void ConfigBuilder::audit_section(const toml::table& t) {
-    check_known_keys(t, "audit", {"path"});
+    check_known_keys(t, "audit", {"path", "progress_interval_s"});
+    if (const toml::node* interval = t.get("progress_interval_s")) {
+        if (auto n = integer_in(*interval, "audit.progress_interval_s", 1, kMaxProgressIntervalS)) {
+            config_->audit_progress_interval = std::chrono::seconds{*n};
+        }
+    }
     const toml::node* path = t.get("path");
     if (path == nullptr) return;
     const auto text = string_of(*path, "audit.path");

@@ -35,9 +35,20 @@ struct Timeouts {
     std::chrono::milliseconds idle{300000};
 };
 
+// [clients] limits: one VM cannot take the proxy from the others.
+struct ClientLimits {
+    std::uint32_t max_connections_per_ip = 512;                 // open at once
+    std::uint32_t max_new_connections_per_second_per_ip = 200;  // sustained; a second's worth may come at once
+};
+
 struct Config {
     std::vector<ListenAddress> listen;  // [proxy] listen, at least one
     unsigned workers = 0;               // [proxy] workers; 0 = one per core
+    // [proxy] max_connections: client connections open at once; 0 = derived from the descriptor
+    // limit at start, leaving room for every connection's upstream leg and splice pipes.
+    std::uint32_t max_connections = 0;
+    // [proxy] drain_timeout_ms: how long open connections may take to finish once told to stop.
+    std::chrono::milliseconds drain_timeout{10000};
     bool x_forwarded_for = false;       // [proxy] x_forwarded_for: tell origins the client's IP
     // [proxy] tls_listen: listeners for clients that speak TLS to the proxy itself
     // (curl --proxy https://...). tls_cert and tls_key (PEM paths, relative to the config file's
@@ -46,10 +57,14 @@ struct Config {
     std::string tls_cert;
     std::string tls_key;
     policy::ClientAllowList clients;    // [clients] allow, at least one prefix
+    ClientLimits client_limits;         // [clients] max_connections_per_ip, max_new_connections_per_second_per_ip
     policy::EgressPolicy egress{policy::EgressRules{}};
     DnsSettings dns;
     Timeouts timeouts;
     std::string audit_path = "/var/log/egressgate/audit.jsonl";  // "-" = stdout
+    // [audit] progress_interval_s: a tunnel open this long writes a progress record with its bytes
+    // so far, and again each interval, so that a crash loses at most one interval of its record.
+    std::chrono::seconds audit_progress_interval{300};
     audit::Inventory inventory;         // [[vm]] plus [inventory] az_vm_list
     ListenAddress admin_listen{*policy::IpAddress::parse("127.0.0.1"), 9090};
 };

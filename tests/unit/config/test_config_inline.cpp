@@ -72,7 +72,7 @@ const std::vector<BadSnippet> kBadSnippets = {
     {"dns.servers with port 0", kClients + "[dns]\nservers = [\"10.0.0.2:0\"]\n", "dns.servers[0]",
      "\"10.0.0.2:0\"", "port must be a number from 1 to 65535", 4, 12},
     {"dns.servers with a name", kClients + "[dns]\nservers = [\"resolver.example\"]\n", "dns.servers[0]",
-     "\"resolver.example\"", "expected \"ip:port\"", 4, 12},
+     "\"resolver.example\"", "not an IP address (names are not resolved here)", 4, 12},
     {"dns.timeout_ms zero", kClients + "[dns]\ntimeout_ms = 0\n", "dns.timeout_ms", "0", "must be from 1 to 60000", 4,
      14},
     {"dns.hosts with an invalid name", kClients + "[dns.hosts]\n\"bad name.example\" = \"127.0.0.1\"\n",
