@@ -48,7 +48,14 @@ awaitable<void> AdminServer::accept_loop() {
         error_code ec;
         tcp::socket socket = co_await acceptor_.async_accept(with_error(ec));
         if (ec == asio::error::operation_aborted) co_return;
-        if (!ec) asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), asio::detached);
+        if (ec) {
+            // Out of descriptors: the pending scrape stays in the backlog; retrying at once would
+            // spin on a listener that stays readable.
+            asio::steady_timer pause(acceptor_.get_executor(), kAdminAcceptRetryDelay);
+            co_await pause.async_wait(with_error(ec));
+            continue;
+        }
+        asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), asio::detached);
     }
 }
 
@@ -73,9 +80,9 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
     } else if (request.target() == "/healthz") {
         response = answer(request, http::status::ok, "ok\n", "text/plain");
     } else if (request.target() == "/readyz") {
-        const bool ready = ready_();
-        response = answer(request, ready ? http::status::ok : http::status::service_unavailable,
-                          ready ? "ready\n" : "stopping\n", "text/plain");
+        const auto problem = ready_();
+        response = answer(request, problem ? http::status::service_unavailable : http::status::ok,
+                          problem ? *problem + "\n" : "ready\n", "text/plain");
     } else {
         response = answer(request, http::status::not_found, "/metrics, /healthz, /readyz\n", "text/plain");
     }

@@ -3,11 +3,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "proxy/log_throttle.hpp"
 
 namespace egressgate::proxy {
 
@@ -22,8 +23,10 @@ inline constexpr std::size_t kAuditBatchLines = 512;
 
 class AuditWriter {
 public:
-    // path "-" writes to stdout. Throws std::runtime_error (start-up only) if the file cannot be
-    // opened for appending.
+    // path "-" writes to stdout. Opens the file for appending (O_APPEND: concurrent writers and
+    // rotation tools see whole lines), and if its last byte is not a newline (a crash or power
+    // loss cut the last line), writes one first, so that the cut line stays a line of its own.
+    // Throws std::runtime_error (start-up only) if the file cannot be opened.
     explicit AuditWriter(const std::string& path);
     ~AuditWriter();  // stop()s
     AuditWriter(const AuditWriter&) = delete;
@@ -37,14 +40,16 @@ public:
 
 private:
     void run();
+    void write_batch(const std::deque<std::string>& batch);
 
-    std::FILE* file_;
-    bool owns_file_;
+    int fd_;
+    bool owns_fd_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::string> queue_;
     bool stopping_ = false;
     std::uint64_t dropped_ = 0;
+    LogThrottle write_failures_;
     std::thread thread_;
 };
 

@@ -1,4 +1,5 @@
 // egressgate: the egress gateway of an Azure virtual network's proxy VM.
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <string_view>
@@ -43,7 +44,7 @@ config::LoadResult load(const std::string& path) {
 
 // SIGHUP re-reads the config, and the TLS listener's certificate and key, for new connections;
 // open tunnels keep what they started with. A config or certificate with errors changes nothing.
-void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsContextHolder& tls) {
+void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsContextHolder& tls, proxy::Server& server) {
     auto result = load(path);
     if (!result.config) {
         spdlog::error("reload: {} has {} error(s); keeping the running config", path, result.errors.size());
@@ -57,7 +58,7 @@ void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsCont
     }
     const auto servers = [](const config::Config& c) {
         std::string list;
-        for (const auto& server : c.dns.servers) list += server.to_string() + " ";
+        for (const auto& resolver : c.dns.servers) list += resolver.to_string() + " ";
         return list + std::to_string(c.dns.timeout.count());
     };
     if (servers(next) != servers(running) || next.audit_path != running.audit_path) {
@@ -71,8 +72,34 @@ void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsCont
             return;
         }
     }
+    server.apply_limits(*result.config);
     holder.replace(std::move(result.config));
     spdlog::info("reload: {} applied to new connections", path);
+}
+
+// WATCHDOG=1 only while every worker ticks: systemd restarts a proxy whose worker is stuck.
+void feed_watchdog(proxy::asio::steady_timer& timer, std::chrono::microseconds interval, const proxy::Server& server) {
+    timer.expires_after(interval);
+    timer.async_wait([&timer, interval, &server](const proxy::error_code& ec) {
+        if (ec) return;
+        const auto stalled = server.stalled_workers();
+        if (stalled.empty()) {
+            proxy::notify_systemd("WATCHDOG=1");
+        } else {
+            spdlog::error("{} stalled: not feeding the watchdog", stalled.front());
+        }
+        feed_watchdog(timer, interval, server);
+    });
+}
+
+// Why /readyz says no: stopping, or a worker that has stopped ticking.
+std::optional<std::string> readiness_problem(const proxy::Server& server) {
+    if (!server.accepting()) return "stopping";
+    const auto stalled = server.stalled_workers();
+    if (stalled.empty()) return std::nullopt;
+    std::string names;
+    for (const auto& name : stalled) names += (names.empty() ? "" : ", ") + name;
+    return names + " stalled";
 }
 
 int serve(const Options& options, std::shared_ptr<const config::Config> config) {
@@ -83,32 +110,48 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
     }
     proxy::AuditWriter audit(holder.current()->audit_path);
     proxy::Server server(holder, tls, audit);
-    // The main thread handles signals and serves the admin endpoint.
+    // The main thread handles signals, feeds the watchdog and serves the admin endpoint.
     proxy::asio::io_context signals_io(1);
     proxy::AdminServer admin(signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
-                             [&server] { return server.accepting(); });
+                             [&server] { return readiness_problem(server); });
+    // Every signal an admin might send is handled: none of them may end the proxy by surprise.
     proxy::asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
+    signals.add(SIGUSR1);
+    signals.add(SIGUSR2);
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
         if (signal == SIGHUP) {
             proxy::notify_systemd("RELOADING=1");
-            reload(options.config_path, holder, tls);
+            reload(options.config_path, holder, tls, server);
             proxy::notify_systemd("READY=1");
-            signals.async_wait(on_signal);
+        }
+        if (signal == SIGUSR1 || signal == SIGUSR2) spdlog::info("signal {} ignored (SIGHUP reloads, SIGTERM stops)", signal);
+        if (signal == SIGINT || signal == SIGTERM) {
+            proxy::notify_systemd("STOPPING=1");
+            spdlog::info("stopping: draining open connections for up to {} ms",
+                         holder.current()->drain_timeout.count());
+            admin.stop();
+            signals_io.stop();
             return;
         }
-        proxy::notify_systemd("STOPPING=1");
-        spdlog::info("stopping: draining open connections for up to {}s", proxy::kShutdownDrainTimeout.count());
-        admin.stop();
+        signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);
+    proxy::asio::steady_timer watchdog(signals_io);
+    if (const auto interval = proxy::watchdog_interval()) feed_watchdog(watchdog, *interval, server);
     server.run();
     admin.start();
     proxy::notify_systemd("READY=1\nSTATUS=accepting connections");
     signals_io.run();  // returns after SIGINT or SIGTERM
-    server.stop(proxy::kShutdownDrainTimeout);
+    const bool stopped = server.stop(holder.current()->drain_timeout);
     audit.stop();
     if (auto dropped = audit.dropped_lines()) spdlog::error("{} audit lines were dropped: the writer fell behind", dropped);
+    if (!stopped) {
+        // A stuck worker cannot be joined or destroyed; what the others recorded is written.
+        spdlog::error("stopped without a stuck worker");
+        spdlog::shutdown();
+        std::_Exit(EXIT_FAILURE);
+    }
     spdlog::info("stopped");
     return EXIT_SUCCESS;
 }
@@ -116,6 +159,9 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A peer that goes away mid-write must cost an EPIPE, never the process: OpenSSL writes to
+    // sockets without MSG_NOSIGNAL.
+    std::signal(SIGPIPE, SIG_IGN);
     spdlog::set_default_logger(spdlog::stderr_color_mt("egressgate"));
     const auto options = parse_options(argc, argv);
     if (!options) {

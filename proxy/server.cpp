@@ -1,34 +1,34 @@
 #include "proxy/server.hpp"
 
+#include <pthread.h>
+
+#include <condition_variable>
+
 #include <boost/asio/detail/socket_option.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "audit/audit_record.hpp"
 #include "proxy/audit_writer.hpp"
+#include "proxy/dns/dns_resolver.hpp"
+#include "proxy/session.hpp"
+#include "proxy/tunnel/splice_pump.hpp"
 
 namespace egressgate::proxy {
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-struct Server::Listener {
-    tcp::acceptor acceptor;
-    bool tls;
-};
-
-struct Server::Worker {
-    Worker(AuditWriter& audit, const config::DnsSettings& dns)
-        : io(1), resolver(io, dns), context{audit, resolver, pipes, {}, {}, {}, {}}, sweep(io) {}
-    asio::io_context io;
-    DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
-    PipePool pipes;
-    std::vector<Listener> listeners;
-    WorkerContext context;
-    asio::steady_timer sweep;
-    bool stopping = false;
-    std::thread thread;
-};
+using std::chrono::steady_clock;
 
 namespace {
+
+std::int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string unix_ms_now() {
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count());
+}
 
 tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
     tcp::acceptor acceptor(io);
@@ -46,18 +46,63 @@ std::string to_string(const tcp::endpoint& endpoint) {
                                       : address + ":" + std::to_string(endpoint.port());
 }
 
-}  // namespace
-
-Server::Server(ConfigHolder& config, TlsContextHolder& tls, AuditWriter& audit)
-    : config_(config), tls_(tls), audit_(audit) {
-    const auto cfg = config_.current();
-    const unsigned count = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(audit_, cfg->dns));
-    bind_listeners(cfg->listen, false);
-    bind_listeners(cfg->tls_listen, true);
+// The failure a connection over a limit is answered with.
+http::Failure refusal_of(policy::Admission admission) {
+    switch (admission) {
+    case policy::Admission::over_client_connections: return http::Failure::client_connection_limit;
+    case policy::Admission::over_client_rate: return http::Failure::client_rate_limit;
+    case policy::Admission::over_proxy_connections: return http::Failure::proxy_connection_limit;
+    case policy::Admission::admit: break;
+    }
+    return http::Failure::proxy_connection_limit;
 }
 
-Server::~Server() { stop(std::chrono::seconds(0)); }
+}  // namespace
+
+policy::ConnectionLimitSettings limit_settings(const config::Config& config) {
+    return {config.client_limits.max_connections_per_ip, config.client_limits.max_new_connections_per_second_per_ip,
+            config.max_connections != 0 ? config.max_connections : derived_max_connections()};
+}
+
+struct Server::Listener {
+    tcp::acceptor acceptor;
+    bool tls;
+};
+
+struct Server::Worker {
+    Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
+        : index(i), io(1), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}}, sweep(io) {}
+    std::string name() const { return fmt::format("eg-worker-{}", index); }
+
+    unsigned index;
+    asio::io_context io;
+    DnsResolver resolver;  // destroyed before io: it holds descriptors and a timer of io's
+    PipePool pipes;
+    std::vector<Listener> listeners;
+    WorkerContext context;
+    asio::steady_timer sweep;
+    bool stopping = false;
+    std::atomic<std::int64_t> heartbeat_ms{steady_ms()};  // the sweep's last tick
+    std::atomic<bool> exited{false};
+    std::thread thread;
+};
+
+Server::Server(ConfigHolder& config, TlsContextHolder& tls, AuditWriter& audit)
+    : config_(config), tls_(tls), audit_(audit), limiter_(limit_settings(*config.current())),
+      connection_id_prefix_(unix_ms_now()) {
+    const auto cfg = config_.current();
+    const unsigned count = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(i, audit_, cfg->dns, limiter_));
+    bind_listeners(cfg->listen, false);
+    bind_listeners(cfg->tls_listen, true);
+    const auto limits = limit_settings(*cfg);
+    spdlog::info("limits: {} connections in all, {} per client IP, {} new per second per client IP", limits.max_total,
+                 limits.max_per_ip, limits.new_per_second_per_ip);
+}
+
+Server::~Server() {
+    if (!stop(std::chrono::seconds(0))) std::_Exit(EXIT_FAILURE);  // a stuck worker cannot be destroyed
+}
 
 // The first worker binds (port 0 gets its port here); the others join the same port.
 void Server::bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls) {
@@ -77,10 +122,24 @@ void Server::run() {
             asio::co_spawn(worker->io, accept_loop(*worker, listener), asio::detached);
         }
         asio::co_spawn(worker->io, sweep_deadlines(*worker), asio::detached);
-        worker->thread = std::thread([&io = worker->io] { io.run(); });
+        worker->thread = std::thread([&w = *worker] {
+            // A handler that throws is a bug; the worker logs it and goes on serving.
+            for (;;) {
+                try {
+                    w.io.run();
+                    break;
+                } catch (const std::exception& e) {
+                    spdlog::critical("{}: unexpected error: {}", w.name(), e.what());
+                }
+            }
+            w.exited = true;
+        });
+        pthread_setname_np(worker->thread.native_handle(), worker->name().c_str());
     }
     accepting_ = true;
 }
+
+std::string Server::next_connection_id() { return connection_id_prefix_ + "-" + std::to_string(next_connection_id_++); }
 
 awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
     while (listener.acceptor.is_open()) {
@@ -91,7 +150,11 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
         if (ec) {
             // Out of descriptors, or a connection reset before accept: keep serving the open
             // connections, and retry after a pause rather than spinning on a readable listener.
-            spdlog::warn("accept failed: {}; retrying in {} ms", ec.message(), kAcceptRetryDelay.count());
+            ++accept_failures_;
+            if (const auto held_back = accept_failure_log_.admit()) {
+                spdlog::warn("accept failed: {}; retrying every {} ms ({} more failures since the last warning)",
+                             ec.message(), kAcceptRetryDelay.count(), *held_back);
+            }
             asio::steady_timer pause(worker.io, kAcceptRetryDelay);
             co_await pause.async_wait(with_error(ec));
             continue;
@@ -100,35 +163,69 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
     }
 }
 
-// One timer per worker instead of one per session: sessions only note their deadlines.
+// One timer per worker instead of one per session: sessions only note their deadlines. The
+// tick is the worker's heartbeat too: a worker that stops ticking is stuck.
 awaitable<void> Server::sweep_deadlines(Worker& worker) {
     while (!worker.stopping) {
         worker.sweep.expires_after(kDeadlineSweepInterval);
         error_code ec;
         co_await worker.sweep.async_wait(with_error(ec));
-        const auto now = std::chrono::steady_clock::now();
-        for (Session* session : worker.context.sessions) session->check_deadline(now);
+        worker.heartbeat_ms = steady_ms();
+        const auto now = steady_clock::now();
+        // check_deadline closes sockets and writes progress lines; sessions leave the registry
+        // only when their coroutines end, never inside it.
+        for (ClientSession* session : worker.context.sessions) session->check_deadline(now);
     }
 }
 
-// Clients outside [clients] allow are closed before a single byte is read from them.
+// Clients outside [clients] allow are closed before a single byte is read from them; clients
+// over a limit are answered 429/503 once their head is in, or closed at once when even that
+// would cost too much.
 void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
     error_code ec;
     auto config = config_.current();
-    auto record = accepted_record(*config, peer, next_connection_id_++);
-    if (!config->clients.contains(from_asio(peer.address()))) {
-        client.close(ec);
-        record.time = std::chrono::system_clock::now();
-        record.decision = policy::to_string(policy::Verdict::deny);
-        record.reason = policy::reason::client_denied;
-        record.close_reason = audit::close_reason::client_denied;
-        worker.context.conclude(record);
+    const auto ip = from_asio(peer.address()).unmapped();
+    auto record = accepted_record(*config, peer, next_connection_id());
+    if (!config->clients.contains(ip)) {
+        refuse_at_accept(worker, client, std::move(record), policy::reason::client_denied,
+                         audit::CloseReason::client_denied);
+        return;
+    }
+    const auto decision = limiter_.admit(ip);
+    std::optional<http::Failure> refusal;
+    if (decision.admission != policy::Admission::admit) refusal = refusal_of(decision.admission);
+    if (refusal && !decision.answered) {
+        refuse_at_accept(worker, client, std::move(record), http::reason_of(*refusal), audit::CloseReason::overloaded);
         return;
     }
     client.set_option(tcp::no_delay(true), ec);
     ClientStream stream = tls ? ClientStream(TlsStream(std::move(client), *tls_.current()))
                               : ClientStream(std::move(client));
-    std::make_shared<Session>(std::move(stream), std::move(config), worker.context, std::move(record))->start();
+    std::make_shared<ClientSession>(std::move(stream), std::move(config), worker.context, std::move(record), ip,
+                                    refusal)
+        ->start();
+}
+
+void Server::refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
+                              audit::CloseReason close_reason) {
+    error_code ignored;
+    client.close(ignored);
+    record.time = std::chrono::system_clock::now();
+    record.decision = policy::to_string(policy::Verdict::deny);
+    record.reason = reason;
+    record.close_reason = close_reason;
+    worker.context.conclude(record);
+}
+
+std::vector<std::string> Server::stalled_workers() const {
+    std::vector<std::string> stalled;
+    const auto now = steady_ms();
+    for (const auto& worker : workers_) {
+        if (!worker->exited && now - worker->heartbeat_ms.load() > kWorkerStallThreshold.count()) {
+            stalled.push_back(worker->name());
+        }
+    }
+    return stalled;
 }
 
 std::string Server::metrics_text() const {
@@ -141,6 +238,10 @@ std::string Server::metrics_text() const {
         {"egressgate_open_connections", "Client connections open now", static_cast<double>(open_sessions())},
         {"egressgate_audit_lines_dropped", "Audit lines dropped because the writer fell behind",
          static_cast<double>(audit_.dropped_lines())},
+        {"egressgate_accept_failures_total", "Failed accepts (descriptors exhausted, resets before accept)",
+         static_cast<double>(accept_failures_.load()), "counter"},
+        {"egressgate_workers_stalled", "Workers whose event loop has not ticked for 2 s",
+         static_cast<double>(stalled_workers().size())},
     });
 }
 
@@ -150,18 +251,16 @@ std::size_t Server::open_sessions() const {
     return total;
 }
 
-void Server::stop(std::chrono::steady_clock::duration drain_timeout) {
-    if (workers_.empty()) return;
+bool Server::stop(steady_clock::duration drain_timeout) {
+    if (workers_.empty()) return true;
     accepting_ = false;
     for (auto& worker : workers_) {
         asio::post(worker->io, [&w = *worker] {
             for (auto& listener : w.listeners) listener.acceptor.close();
         });
     }
-    const auto deadline = std::chrono::steady_clock::now() + drain_timeout;
-    while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    const auto drained_by = steady_clock::now() + drain_timeout;
+    while (open_sessions() > 0 && steady_clock::now() < drained_by) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     for (auto& worker : workers_) {
         asio::post(worker->io, [&w = *worker] {
             for (auto* session : w.context.sessions) session->shutdown();  // they end on their own
@@ -169,10 +268,23 @@ void Server::stop(std::chrono::steady_clock::duration drain_timeout) {
             w.sweep.cancel();
         });
     }
+    const auto given_up_by = steady_clock::now() + kWorkerStopGrace;
+    const auto all_exited = [this] {
+        return std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->exited.load(); });
+    };
+    while (!all_exited() && steady_clock::now() < given_up_by) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    bool stopped = true;
     for (auto& worker : workers_) {
-        if (worker->thread.joinable()) worker->thread.join();
+        if (worker->exited) {
+            if (worker->thread.joinable()) worker->thread.join();
+        } else {
+            spdlog::error("{} did not stop (stuck); leaving without it: its {} open connections are not audited",
+                          worker->name(), worker->context.open_sessions.load());
+            stopped = false;
+        }
     }
-    workers_.clear();
+    if (stopped) workers_.clear();
+    return stopped;
 }
 
 }  // namespace egressgate::proxy

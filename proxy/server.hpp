@@ -5,22 +5,32 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "audit/audit_record.hpp"
 #include "config/config.hpp"
 #include "proxy/asio.hpp"
-#include "proxy/session.hpp"
+#include "proxy/connection_limiter.hpp"
+#include "proxy/log_throttle.hpp"
 #include "proxy/tls_context.hpp"
 
 namespace egressgate::proxy {
 
-// How long open tunnels may take to finish on their own once the proxy has been told to stop.
-inline constexpr std::chrono::seconds kShutdownDrainTimeout{10};
+class AuditWriter;
+
 // How long a listener waits before accepting again after a failed accept (EMFILE, ENFILE).
 inline constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
-// How often each worker checks its sessions' deadlines: the precision of every timeout.
+// How often each worker checks its sessions' deadlines and ticks its heartbeat: the precision
+// of every timeout.
 inline constexpr std::chrono::milliseconds kDeadlineSweepInterval{100};
+// A worker whose heartbeat is older than this is stalled: /readyz fails and the systemd
+// watchdog is not fed.
+inline constexpr std::chrono::milliseconds kWorkerStallThreshold{2000};
+// After the drain, how long workers get to end their sessions before the process leaves
+// without a worker that does not stop (a stuck one).
+inline constexpr std::chrono::milliseconds kWorkerStopGrace{750};
 
 // The config new connections get. Sessions keep the pointer they started with, so a reload never
 // changes a tunnel under its feet.
@@ -41,6 +51,9 @@ private:
     std::shared_ptr<const config::Config> config_;
 };
 
+// [proxy] max_connections and the [clients] limits as the ledger takes them.
+policy::ConnectionLimitSettings limit_settings(const config::Config& config);
+
 class Server {
 public:
     // Binds every listener (throws on failure: start-up only) and logs each bound address.
@@ -49,29 +62,41 @@ public:
     ~Server();
 
     void run();  // starts the worker threads
-    // Stops accepting, lets sessions drain until the deadline, then ends the rest. Then joins.
-    void stop(std::chrono::steady_clock::duration drain_timeout);
+    // Stops accepting, lets sessions drain until the deadline, then ends the rest and joins the
+    // workers. False when a worker did not stop within kWorkerStopGrace after that (it is stuck:
+    // the caller should leave without it).
+    bool stop(std::chrono::steady_clock::duration drain_timeout);
+    // A reload: new connections count against the new limits.
+    void apply_limits(const config::Config& config) { limiter_.update(limit_settings(config)); }
     std::size_t open_sessions() const;
     // Every worker's counters, merged, as Prometheus text (for the admin endpoint).
     std::string metrics_text() const;
     bool accepting() const { return accepting_.load(); }
+    // Workers whose heartbeat is older than kWorkerStallThreshold, e.g. "eg-worker-1".
+    std::vector<std::string> stalled_workers() const;
 
 private:
     struct Worker;
-
     struct Listener;
 
     awaitable<void> accept_loop(Worker& worker, Listener& listener);
     static awaitable<void> sweep_deadlines(Worker& worker);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
+    void refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
+                          audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
+    std::string next_connection_id();
 
     ConfigHolder& config_;
     TlsContextHolder& tls_;
     AuditWriter& audit_;
+    ConnectionLimiter limiter_;
     std::vector<std::unique_ptr<Worker>> workers_;
+    const std::string connection_id_prefix_;  // the process's start, unix ms: ids stay unique across restarts
     std::atomic<std::uint64_t> next_connection_id_{1};
     std::atomic<bool> accepting_{false};
+    std::atomic<std::uint64_t> accept_failures_{0};
+    LogThrottle accept_failure_log_;
 };
 
 }  // namespace egressgate::proxy

@@ -3,38 +3,25 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/audit_writer.hpp"
-#include "tls/client_hello.hpp"
+#include "proxy/connection_limiter.hpp"
+#include "proxy/forward/forward_session.hpp"
+#include "proxy/tunnel/tunnel_session.hpp"
 
 namespace egressgate::proxy {
 
+using audit::CloseReason;
 using std::chrono::steady_clock;
 
-namespace {
-
-// The policy's view of what the parser saw.
-policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {
-    using Kind = policy::TunnelStart::Kind;
-    if (parse.status == tls::HelloParse::Status::complete) return {Kind::client_hello, parse.hello.server_name};
-    return {parse.error == tls::HelloError::not_tls ? Kind::not_tls : Kind::malformed_hello, std::nullopt};
-}
-
-std::string joined(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
-    return out;
-}
-}  // namespace
-
-void WorkerContext::conclude(const audit::Record& record) {
+void WorkerContext::conclude(const audit::Record& record, audit::CountedBytes counted) {
     audit.write(audit::format_line(record));
     std::lock_guard lock(counters_mutex);
-    counters.add(record);
+    counters.add(record, counted);
 }
 
-audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::uint64_t connection_id) {
+audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::string connection_id) {
     audit::Record record;
     const auto ip = from_asio(client.address()).unmapped();
-    record.connection_id = connection_id;
+    record.connection_id = std::move(connection_id);
     record.client_ip = ip.to_string();
     record.client_port = client.port();
     auto vm = config.inventory.find(ip);
@@ -42,295 +29,254 @@ audit::Record accepted_record(const config::Config& config, const tcp::endpoint&
     return record;
 }
 
-Session::Session(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& context,
-                 audit::Record record)
+ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& worker,
+                             audit::Record record, policy::IpAddress client_ip,
+                             std::optional<http::Failure> admission)
     : client_(std::move(client)),
       upstream_(client_.socket().get_executor()),
       config_(std::move(config)),
-      context_(context),
+      worker_(worker),
       record_(std::move(record)),
-      dialer_(context.resolver),
-      up_pipe_(context.pipes),
-      down_pipe_(context.pipes),
-      upload_finished_(client_.socket().get_executor()) {}
+      client_ip_(client_ip),
+      admission_(admission),
+      dialer_(worker.resolver),
+      dial_watch_(client_.socket().get_executor()) {}
 
-void Session::end_after_exception(std::exception_ptr exception) {
-    try {
-        std::rethrow_exception(exception);
-    } catch (const std::exception& e) {
-        spdlog::error("connection {}: unexpected error: {}", record_.connection_id, e.what());
-    } catch (...) {
-        spdlog::error("connection {}: unexpected error", record_.connection_id);
-    }
-    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::internal_error;
-    close_sockets();
-    finish();
+ClientSession::~ClientSession() = default;
+
+void ClientSession::start() {
+    worker_.sessions.insert(this);
+    ++worker_.open_sessions;
+    enter(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
+    asio::co_spawn(client_.get_executor(), run(shared_from_this()), ExitHandler{shared_from_this()});
 }
 
-void Session::start() {
-    context_.sessions.insert(this);
-    ++context_.open_sessions;
-    set_phase(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
-    asio::co_spawn(client_.get_executor(), run(shared_from_this()), on_exit());
-}
-
-void Session::shutdown() {
-    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::shutdown;
+void ClientSession::shutdown() {
+    end_with(CloseReason::shutdown);
     dialer_.cancel();
     close_sockets();
 }
 
-awaitable<void> Session::run([[maybe_unused]] std::shared_ptr<Session> self) {
+awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSession> self) {
     const error_code handshake = co_await client_.handshake();
     if (handshake) {
-        if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::tls_handshake_failed;
+        end_with(CloseReason::tls_handshake_failed);
         finish();
         co_return;
     }
     phase_ = Phase::reading_head;
     const bool have_head = co_await read_request_head();
-    if (have_head) co_await handle_request(parser_.head());
-    if (pumps_running_ == 0) finish();
+    if (have_head) co_await dispatch(parser_.head());
+    finish();
+}
+
+// Over a limit: refused once the head is in. Otherwise the head says which path serves it.
+awaitable<void> ClientSession::dispatch(const http::MessageHead& head) {
+    record_.method = head.method;
+    if (admission_) {
+        record_.host = head.target.substr(0, kMaxAuditedTargetBytes);
+        co_await reject(http::Refusal(*admission_));
+        co_return;
+    }
+    if (head.is_connect()) {
+        TunnelSession tunnel(*this);
+        co_await tunnel.run(head);
+        co_return;
+    }
+    ForwardSession forward(*this);
+    co_await forward.run();
 }
 
 // Parses the next request head from what the client already sent (pipelined_) and what it
-// sends next. On success pipelined_ holds the bytes behind the head.
-awaitable<bool> Session::read_request_head() {
+// sends next. On success pipelined_ holds the bytes behind the head. The parser promises
+// progress: each step consumed bytes, moved to the next message, or asks for a read.
+awaitable<bool> ClientSession::read_request_head() {
     for (;;) {
         const auto status = parser_.feed(pipelined_);
         pipelined_.erase(0, parser_.consumed());
-        if (status == http::MessageParser::Status::head_complete) co_return true;
-        if (status == http::MessageParser::Status::message_complete) continue;  // the previous one's end
-        if (status == http::MessageParser::Status::error) {
-            const bool too_large = parser_.error() == http::HeadError::too_large;
-            co_await reject(too_large ? http::Failure::head_too_large : http::Failure::malformed_request,
-                            parser_.error_reason(), parser_.error_detail());
+        switch (status) {
+        case http::MessageParser::Status::head_complete: co_return true;
+        case http::MessageParser::Status::message_complete: continue;  // the previous request's end
+        case http::MessageParser::Status::error:
+            co_await reject(http::Refusal(parser_.failure(), parser_.error_detail()));
             co_return false;
+        case http::MessageParser::Status::need_more: break;
         }
         error_code ec;
-        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
+        const std::size_t n =
+            co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
         if (n == 0) {
-            if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::client_closed;
+            end_with(is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset);
             co_return false;
         }
         pipelined_.append(head_chunk_.get(), n);
     }
 }
 
-awaitable<void> Session::handle_request(const http::MessageHead& head) {
-    record_.method = head.method;
-    if (!head.is_connect()) {
-        co_await forward_requests();
-        co_return;
-    }
-    const auto target = policy::parse_authority(head.target);
-    if (!target) {
-        record_.host = head.target.substr(0, kMaxAuditedTargetBytes);
-        co_await reject(http::Failure::invalid_target, policy::reason::invalid_host, "CONNECT needs host:port");
-        co_return;
-    }
-    record_.host = target->host;
-    record_.port = target->port;
-    const auto decision = config_->egress.decide(*target);
-    record_decision(decision);
-    if (!decision.permits()) {
-        co_await reject(http::Failure::denied, decision.reason, decision.rule);
-        co_return;
-    }
-    const bool connected = co_await dial(*target);
-    if (connected) co_await open_tunnel(*target);
-}
-
-awaitable<bool> Session::dial(const policy::Target& target) {
+awaitable<bool> ClientSession::dial(const policy::Target& target) {
     const auto started = steady_clock::now();
-    set_phase(Phase::resolving, config_->dns.timeout);
-    const auto addresses = co_await dialer_.resolve(*config_, target);
-    if (addresses.empty()) {
-        co_await reject(timed_out_ ? http::Failure::resolve_timeout : http::Failure::resolve_failed,
-                        timed_out_ ? http::reason::resolve_timeout : http::reason::resolve_failed);
+    // A TLS client is not watched: cancelling a read inside OpenSSL could cut a record it is
+    // writing (session tickets go out during reads), and such clients are few.
+    watching_client_ = !client_.is_tls();
+    if (watching_client_) {
+        dial_watch_.spawn(watch_client_during_dial(), [this](std::exception_ptr e) { end_after_exception(e); });
+    }
+    enter(Phase::resolving, config_->dns.timeout);
+    const Resolution resolution = co_await dialer_.resolve(*config_, target);
+    ConnectResult result;
+    if (!resolution.addresses.empty() && !client_left_) {
+        enter(Phase::connecting, config_->timeouts.connect);
+        result = co_await dialer_.connect(config_->egress, resolution.addresses, target.port, upstream_);
+        record_.resolved = result.address;
+        if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
+    }
+    stop_watching_client();
+    co_await dial_watch_.wait();
+    if (client_left_) {
+        // Nobody is left to answer: the upstream leg (if it got that far) goes too.
+        end_with(*client_left_);
+        close_sockets();
         co_return false;
     }
-    set_phase(Phase::connecting, config_->timeouts.connect);
-    const auto result = co_await dialer_.connect(config_->egress, addresses, target.port, upstream_);
-    record_.resolved = result.address;
-    if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
     if (result.connected) co_return true;
-    if (!result.any_permitted) {
-        record_decision(result.refusal);
-        co_await reject(http::Failure::denied, result.refusal.reason, result.refusal.rule);
-    } else {
-        co_await reject(timed_out_ ? http::Failure::connect_timeout : http::Failure::connect_failed,
-                        timed_out_ ? http::reason::connect_timeout : http::reason::connect_failed);
+    if (resolution.addresses.empty()) {
+        const bool late = timed_out_ || resolution.outcome == DnsOutcome::timed_out;
+        co_await reject(http::Refusal(late ? http::Failure::resolve_timeout : http::Failure::resolve_failed));
+        co_return false;
     }
+    co_await refuse_dial(result);
     co_return false;
 }
 
-awaitable<void> Session::open_tunnel(const policy::Target& target) {
-    set_phase(Phase::tunneling, config_->timeouts.idle);
-    last_activity_ = steady_clock::now();
-    error_code ec;
-    co_await asio::async_write(client_, asio::buffer(http::kConnectEstablished), with_error(ec));
-    if (ec) {
-        record_.close_reason = audit::close_reason::client_reset;
+awaitable<void> ClientSession::refuse_dial(const ConnectResult& result) {
+    if (result.out_of_resources) {
+        co_await reject(http::Refusal(http::Failure::resource_exhausted, "no descriptor for the upstream connection"));
+    } else if (!result.any_permitted) {
+        record_decision(result.refusal);
+        co_await reject(http::Refusal::denied(result.refusal));
+    } else {
+        co_await reject(http::Refusal(timed_out_ ? http::Failure::connect_timeout : http::Failure::connect_failed));
+    }
+}
+
+// While the proxy resolves and connects, the client may leave (an agent that gave up after
+// its own timeout): reading it is the only way to know, so what it sends meanwhile is kept for
+// the upstream, up to kMaxPipelinedBytes.
+awaitable<void> ClientSession::watch_client_during_dial() {
+    while (watching_client_ && pipelined_.size() < kMaxPipelinedBytes) {
+        error_code ec;
+        const std::size_t n =
+            co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
+        if (n > 0) {
+            pipelined_.append(head_chunk_.get(), n);
+            continue;
+        }
+        if (!watching_client_) co_return;  // the dial is over and cancelled this read
+        client_left_ = is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset;
+        dialer_.cancel();
+        error_code ignored;
+        upstream_.close(ignored);  // ends a connect in progress
         co_return;
     }
-    record_.status = 200;
-    if (config_->egress.inspects_tunnel(target.port)) {
-        const bool permitted = co_await inspect_tunnel_start(target);
-        if (!permitted) co_return;
-        set_phase(Phase::tunneling, config_->timeouts.idle);
-    }
-    if (!pipelined_.empty()) {
-        co_await asio::async_write(upstream_, asio::buffer(pipelined_), with_error(ec));
-        if (ec) {
-            record_.close_reason = audit::close_reason::upstream_reset;
-            co_return;
-        }
-        record_.bytes_up += pipelined_.size();
-    }
-    std::string().swap(pipelined_);  // give the capacity back too
-    // A TLS client's bytes must pass through OpenSSL; a plain one's go by splice or through the
-    // worker's shared buffer, and the session's own read buffer is no longer needed.
-    if (client_.is_tls()) {
-        tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
-    } else {
-        head_chunk_.reset();
-    }
-    pumps_running_ = 2;
-    const auto executor = client_.socket().get_executor();
-    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::up), on_exit());
-    asio::co_spawn(executor, run_pump(shared_from_this(), Direction::down), on_exit());
 }
 
-// Reads the tunnel's first bytes until the ClientHello is complete (or proves not to be one)
-// and lets the policy judge it. Nothing reaches the upstream before that; the peeked bytes are
-// forwarded unchanged when the tunnel is allowed. Refusal closes the tunnel: the client already
-// has its 200, so there is no status left to send.
-awaitable<bool> Session::inspect_tunnel_start(const policy::Target& target) {
-    set_phase(Phase::inspecting, config_->timeouts.header);
-    const auto as_bytes = [this] {
-        return std::span(reinterpret_cast<const std::uint8_t*>(pipelined_.data()), pipelined_.size());
-    };
-    tls::HelloParse parse = tls::parse_client_hello(as_bytes());
-    while (parse.status == tls::HelloParse::Status::need_more) {
-        error_code ec;
-        const std::size_t n = co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
-        if (n == 0) {
-            if (!is_end_of_stream(ec)) co_return false;  // reset or our deadline: nothing to judge
-            parse = tls::finish_at_eof(parse);
-            break;
-        }
-        pipelined_.append(head_chunk_.get(), n);
-        parse = tls::parse_client_hello(as_bytes());
+void ClientSession::stop_watching_client() {
+    watching_client_ = false;
+    if (dial_watch_.running() > 0) {
+        error_code ignored;
+        client_.socket().cancel(ignored);
     }
-    if (parse.status == tls::HelloParse::Status::complete) {
-        record_.sni = parse.hello.server_name.value_or("");
-        record_.alpn = joined(parse.hello.alpn);
-    }
-    const policy::Decision verdict = config_->egress.check_tunnel_start(target, tunnel_start_of(parse));
-    if (verdict.verdict == policy::Verdict::allow) co_return true;
-    record_decision(verdict);
-    if (verdict.permits()) co_return true;
-    record_.close_reason = audit::close_reason::rejected;
-    close_sockets();
-    co_return false;
 }
 
-awaitable<void> Session::run_pump(std::shared_ptr<Session> self, Direction direction) {
-    const bool up = direction == Direction::up;
-    PumpEnd end;  // no co_await inside ?: (see asio.hpp)
-    if (!client_.is_tls()) {
-        if (up) {
-            end = co_await splice_pump(client_.socket(), upstream_, up_pipe_, up_message_, record_.bytes_up,
-                                       last_activity_);
-        } else {
-            end = co_await splice_pump(upstream_, client_.socket(), down_pipe_, down_message_, record_.bytes_down,
-                                       last_activity_);
-        }
-    } else {
-        std::span<char> buffer(tunnel_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
-        if (up) {
-            end = co_await pump(client_, upstream_, buffer, record_.bytes_up, last_activity_);
-        } else {
-            end = co_await pump(upstream_, client_, buffer, record_.bytes_down, last_activity_);
-        }
-    }
-    self->on_pump_end(direction, end);
-}
-
-// A reset on either side ends the tunnel; EOF only ends its own direction.
-void Session::on_pump_end(Direction direction, PumpEnd end) {
-    if (end != PumpEnd::eof) {
-        const bool client_side = (direction == Direction::up) == (end == PumpEnd::read_error);
-        if (record_.close_reason.empty()) {
-            record_.close_reason = client_side ? audit::close_reason::client_reset : audit::close_reason::upstream_reset;
-        }
-        close_sockets();
-    }
-    if (--pumps_running_ == 0) finish();
-}
-
-awaitable<void> Session::reject(http::Failure failure, std::string_view reason, std::string_view detail) {
-    record_.status = http::status_for(failure);
-    record_.reason = reason;
-    if (record_.decision.empty() || failure == http::Failure::denied) {
+awaitable<void> ClientSession::reject(const http::Refusal& refusal) {
+    record_open_ = true;  // a refusal is always audited, between requests too
+    record_.reason = refusal.reason();
+    if (record_.decision.empty() || refusal.failure() == http::Failure::denied) {
         record_.decision = policy::to_string(policy::Verdict::deny);
     }
-    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::rejected;
-    set_phase(Phase::rejecting, kRejectLinger);
-    const std::string response = http::render_rejection(failure, reason, detail);
+    end_with(CloseReason::rejected);
+    enter(Phase::rejecting, kRejectLinger);
+    const std::string response = http::render(refusal);
     error_code ec;
     co_await asio::async_write(client_, asio::buffer(response), with_error(ec));
-    if (ec) co_return;
+    if (ec) co_return;  // nothing was sent: the status stays 0
+    record_.status = refusal.status();
     // Read what the client still sends until it closes, so that closing with unread bytes does
     // not reset the connection before the client has read our answer.
     client_.shutdown_send();
+    if (!head_chunk_) head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
     while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
 }
 
-void Session::record_decision(const policy::Decision& decision) {
+void ClientSession::record_decision(const policy::Decision& decision) {
     record_.decision = policy::to_string(decision.verdict);
     record_.reason = decision.reason;
     record_.rule = decision.rule;
 }
 
+void ClientSession::end_with(CloseReason reason) {
+    if (record_.close_reason == CloseReason::open) record_.close_reason = reason;
+}
+
+void ClientSession::reset_both(CloseReason reason) {
+    end_with(reason);
+    error_code ignored;
+    const asio::socket_base::linger abort_on_close(true, 0);
+    if (client_.socket().is_open()) client_.socket().set_option(abort_on_close, ignored);
+    if (upstream_.is_open()) upstream_.set_option(abort_on_close, ignored);
+    close_sockets();
+}
+
+void ClientSession::close_sockets() {
+    error_code ignored;
+    client_.socket().close(ignored);
+    upstream_.close(ignored);
+}
+
 // Every phase has a deadline (header, resolve, connect, idle, linger); the worker's sweep checks
 // them, so moving from phase to phase costs no timer operation.
-void Session::check_deadline(steady_clock::time_point now) {
-    if (!finished_ && now >= current_deadline()) on_deadline();
-}
-
-void Session::set_phase(Phase phase, std::chrono::milliseconds budget) {
+void ClientSession::enter(Phase phase, std::chrono::milliseconds budget) {
+    const auto now = steady_clock::now();
     phase_ = phase;
-    phase_deadline_ = steady_clock::now() + budget;
+    phase_deadline_ = now + budget;
+    const bool long_lived = phase == Phase::tunneling || phase == Phase::exchanging;
+    if (long_lived && next_progress_ == steady_clock::time_point::max()) {
+        next_progress_ = now + config_->audit_progress_interval;
+    }
 }
 
-steady_clock::time_point Session::current_deadline() const {
-    if (phase_ == Phase::tunneling || phase_ == Phase::exchanging) return last_activity_ + config_->timeouts.idle;
-    return phase_deadline_;
+void ClientSession::check_deadline(steady_clock::time_point now) {
+    if (finished_) return;
+    const bool idle_phase =
+        phase_ == Phase::tunneling || phase_ == Phase::exchanging || phase_ == Phase::awaiting_response;
+    const auto deadline = idle_phase ? last_activity_ + config_->timeouts.idle : phase_deadline_;
+    if (now >= deadline) {
+        on_deadline();
+    } else if (now >= next_progress_) {
+        write_progress(now);
+    }
 }
 
-void Session::on_deadline() {
+void ClientSession::on_deadline() {
     const Phase expired = phase_;
     phase_ = Phase::closing;
     phase_deadline_ = steady_clock::time_point::max();
     timed_out_ = true;
+    error_code ignored;
     switch (expired) {
     case Phase::handshaking:
     case Phase::reading_head:
     case Phase::inspecting:
-        record_.close_reason = audit::close_reason::header_timeout;
+        end_with(CloseReason::header_timeout);
         close_sockets();
         break;
     case Phase::resolving: dialer_.cancel(); break;
-    case Phase::connecting: {
-        error_code ignored;
-        upstream_.close(ignored);
-        break;
-    }
+    // The upstream is late: the client is still there to be told so (504).
+    case Phase::connecting:
+    case Phase::awaiting_response: upstream_.close(ignored); break;
     case Phase::tunneling:
     case Phase::exchanging:
-        record_.close_reason = audit::close_reason::idle_timeout;
+        end_with(CloseReason::idle_timeout);
         close_sockets();
         break;
     case Phase::rejecting:
@@ -338,24 +284,63 @@ void Session::on_deadline() {
     }
 }
 
-void Session::close_sockets() {
-    error_code ec;
-    client_.socket().close(ec);
-    upstream_.close(ec);
+// A long tunnel says how far it got, so that a crash loses at most one interval of its record.
+void ClientSession::write_progress(steady_clock::time_point now) {
+    next_progress_ = now + config_->audit_progress_interval;
+    audit::Record progress = record_;
+    progress.kind = audit::RecordKind::progress;
+    progress.close_reason = CloseReason::open;
+    progress.time = std::chrono::system_clock::now();
+    progress.duration_ms = elapsed_ms(request_started_);
+    worker_.conclude(progress, counted_);
+    counted_ = {record_.bytes_up, record_.bytes_down};
 }
 
-void Session::finish() {
+void ClientSession::conclude_request() {
+    record_.duration_ms = elapsed_ms(request_started_);
+    record_.time = std::chrono::system_clock::now();
+    end_with(CloseReason::completed);
+    worker_.conclude(record_, counted_);
+    audit::Record next;
+    next.connection_id = record_.connection_id;
+    next.vm = record_.vm;
+    next.client_ip = record_.client_ip;
+    next.client_port = record_.client_port;
+    record_ = std::move(next);
+    request_started_ = steady_clock::now();
+    record_open_ = false;
+    counted_ = {};
+    next_progress_ = steady_clock::time_point::max();
+}
+
+void ClientSession::begin_request() { record_open_ = true; }
+
+void ClientSession::end_after_exception(std::exception_ptr exception) {
+    try {
+        std::rethrow_exception(exception);
+    } catch (const std::exception& e) {
+        spdlog::error("connection {}: unexpected error: {}", record_.connection_id, e.what());
+    } catch (...) {
+        spdlog::error("connection {}: unexpected error", record_.connection_id);
+    }
+    end_with(CloseReason::internal_error);
+    close_sockets();
+    finish();
+}
+
+void ClientSession::finish() {
     if (finished_) return;
     finished_ = true;
     close_sockets();
-    context_.sessions.erase(this);
+    worker_.sessions.erase(this);
     if (record_open_) {
-        if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
+        end_with(CloseReason::completed);
         record_.duration_ms = elapsed_ms(request_started_);
         record_.time = std::chrono::system_clock::now();
-        context_.conclude(record_);
+        worker_.conclude(record_, counted_);
     }
-    --context_.open_sessions;
+    worker_.limits.release(client_ip_, admission_.has_value());
+    --worker_.open_sessions;
 }
 
 }  // namespace egressgate::proxy

@@ -28,4 +28,16 @@ void notify_systemd(std::string_view state) {
     ::close(fd);
 }
 
+std::optional<std::chrono::microseconds> watchdog_interval() {
+    const char* usec = std::getenv("WATCHDOG_USEC");
+    if (usec == nullptr) return std::nullopt;
+    if (const char* pid = std::getenv("WATCHDOG_PID"); pid != nullptr && std::strtoll(pid, nullptr, 10) != ::getpid()) {
+        return std::nullopt;
+    }
+    char* end = nullptr;
+    const long long value = std::strtoll(usec, &end, 10);
+    if (end == usec || *end != '\0' || value <= 0) return std::nullopt;
+    return std::chrono::microseconds(value / 2);
+}
+
 }  // namespace egressgate::proxy

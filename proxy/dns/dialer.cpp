@@ -1,7 +1,18 @@
-#include "proxy/dialer.hpp"
+#include "proxy/dns/dialer.hpp"
 
+#include <cerrno>
 
 namespace egressgate::proxy {
+
+namespace {
+
+// The kernel is out of room for another socket: not the destination's fault.
+bool is_resource_shortage(const error_code& ec) {
+    return ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
+           ec == asio::error::no_memory;
+}
+
+}  // namespace
 
 asio::ip::address to_asio(const policy::IpAddress& address) {
     const auto& b = address.bytes();
@@ -14,14 +25,14 @@ policy::IpAddress from_asio(const asio::ip::address& address) {
     return policy::IpAddress::v6(address.to_v6().to_bytes());
 }
 
-awaitable<std::vector<policy::IpAddress>> Dialer::resolve(const config::Config& config, const policy::Target& target) {
-    if (target.literal) co_return std::vector{*target.literal};
+awaitable<Resolution> Dialer::resolve(const config::Config& config, const policy::Target& target) {
+    if (target.literal) co_return Resolution{{*target.literal}, DnsOutcome::answered};
     if (auto pinned = config.dns.static_hosts.find(target.host); pinned != config.dns.static_hosts.end()) {
-        co_return pinned->second;
+        co_return Resolution{pinned->second, DnsOutcome::answered};
     }
     lookup_ = resolver_.lookup(target.host);
     co_await lookup_->wait();
-    co_return lookup_->addresses();
+    co_return Resolution{lookup_->addresses(), lookup_->outcome()};
 }
 
 awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy,
@@ -38,13 +49,21 @@ awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy,
         result.any_permitted = true;
         error_code ec;
         upstream.open(address.is_v4() ? tcp::v4() : tcp::v6(), ec);
-        if (!ec) co_await upstream.async_connect(tcp::endpoint(to_asio(address), port), with_error(ec));
+        if (ec) {
+            result.out_of_resources = is_resource_shortage(ec);
+            co_return result;
+        }
+        co_await upstream.async_connect(tcp::endpoint(to_asio(address), port), with_error(ec));
         if (!ec) {
             upstream.set_option(tcp::no_delay(true), ec);
             result.connected = true;
             co_return result;
         }
         if (!upstream.is_open()) co_return result;  // the deadline closed it: stop trying
+        if (is_resource_shortage(ec)) {
+            result.out_of_resources = true;
+            co_return result;
+        }
         upstream.close(ec);
     }
     co_return result;

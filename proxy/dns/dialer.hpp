@@ -9,23 +9,29 @@
 #include "policy/decision.hpp"
 #include "policy/host.hpp"
 #include "proxy/asio.hpp"
-#include "proxy/dns_resolver.hpp"
+#include "proxy/dns/dns_resolver.hpp"
 
 namespace egressgate::proxy {
 
+struct Resolution {
+    std::vector<policy::IpAddress> addresses;  // empty unless outcome is answered
+    DnsOutcome outcome = DnsOutcome::abandoned;
+};
+
 struct ConnectResult {
     bool connected = false;
-    bool any_permitted = false;  // false: the policy refused every address (see refusal)
+    bool any_permitted = false;     // false: the policy refused every address (see refusal)
+    bool out_of_resources = false;  // no descriptor (or buffer) for the upstream socket
     policy::Decision refusal;
-    std::string address;         // the address connected to, or the last one tried or refused
+    std::string address;            // the address connected to, or the last one tried or refused
 };
 
 class Dialer {
 public:
     explicit Dialer(DnsResolver& resolver) : resolver_(resolver) {}
 
-    // [dns.hosts] first, then DNS (through the worker's cache). Empty: the name did not resolve.
-    awaitable<std::vector<policy::IpAddress>> resolve(const config::Config& config, const policy::Target& target);
+    // [dns.hosts] first, then DNS (through the worker's cache).
+    awaitable<Resolution> resolve(const config::Config& config, const policy::Target& target);
 
     // Tries each address the policy permits, in the resolver's order, until one connects. Never
     // resolves again: the address checked is the address dialed.
@@ -33,7 +39,8 @@ public:
                                      const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
                                      tcp::socket& upstream);
 
-    // The deadline passed: abandon the lookup; the session closes the upstream socket itself.
+    // The deadline passed or the client left: abandon the lookup; the session closes the
+    // upstream socket itself.
     void cancel() {
         if (lookup_) lookup_->abandon();
     }

@@ -1,4 +1,4 @@
-#include "proxy/dns_cache.hpp"
+#include "proxy/dns/dns_cache.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "proxy/dns_resolver.hpp"
+#include "proxy/dns/dns_resolver.hpp"
 
 #include <stdexcept>
 
@@ -13,13 +13,17 @@ awaitable<void> DnsLookup::wait() {
     co_await signal_.async_wait(with_error(ec));
 }
 
-void DnsLookup::complete(std::vector<policy::IpAddress> addresses) {
+void DnsLookup::complete(DnsOutcome outcome, std::vector<policy::IpAddress> addresses) {
+    if (done_) return;  // abandoned: the answer is late
+    outcome_ = addresses.empty() && outcome == DnsOutcome::answered ? DnsOutcome::not_found : outcome;
     addresses_ = std::move(addresses);
     done_ = true;
     signal_.cancel();
 }
 
 void DnsLookup::abandon() {
+    if (done_) return;
+    outcome_ = DnsOutcome::abandoned;
     done_ = true;
     signal_.cancel();
 }
@@ -78,6 +82,39 @@ std::vector<policy::IpAddress> addresses_of(const ares_addrinfo* result, std::ch
     return addresses;
 }
 
+// Every status ares_getaddrinfo can hand to its callback, each in its own branch.
+DnsOutcome outcome_of(int status) {
+    switch (status) {
+    case ARES_SUCCESS: return DnsOutcome::answered;
+    case ARES_ENOTFOUND:
+    case ARES_ENODATA:
+    case ARES_ENONAME: return DnsOutcome::not_found;
+    case ARES_ETIMEOUT: return DnsOutcome::timed_out;
+    case ARES_EDESTRUCTION:
+    case ARES_ECANCELLED: return DnsOutcome::abandoned;
+    case ARES_EFORMERR:
+    case ARES_ESERVFAIL:
+    case ARES_ENOTIMP:
+    case ARES_EREFUSED:
+    case ARES_EBADQUERY:
+    case ARES_EBADNAME:
+    case ARES_EBADFAMILY:
+    case ARES_EBADRESP:
+    case ARES_ECONNREFUSED:
+    case ARES_EOF:
+    case ARES_EFILE:
+    case ARES_ENOMEM:
+    case ARES_EBADSTR:
+    case ARES_EBADFLAGS:
+    case ARES_EBADHINTS:
+    case ARES_ENOTINITIALIZED:
+    case ARES_ELOADIPHLPAPI:
+    case ARES_EADDRGETNETWORKPARAMS:
+    case ARES_ESERVICE: return DnsOutcome::failed;
+    default: return DnsOutcome::failed;  // a status newer than this list: not an answer
+    }
+}
+
 }  // namespace
 
 DnsResolver::DnsResolver(asio::io_context& io, const config::DnsSettings& settings) : io_(io), timer_(io) {
@@ -107,7 +144,8 @@ DnsResolver::~DnsResolver() {
 std::shared_ptr<DnsLookup> DnsResolver::lookup(const std::string& name) {
     auto lookup = std::make_shared<DnsLookup>(io_.get_executor());
     if (auto cached = cache_.find(name, dns::Clock::now())) {
-        lookup->complete(std::move(*cached));
+        const DnsOutcome outcome = cached->empty() ? DnsOutcome::not_found : DnsOutcome::answered;
+        lookup->complete(outcome, std::move(*cached));
         return lookup;
     }
     ares_addrinfo_hints hints{};
@@ -120,15 +158,18 @@ std::shared_ptr<DnsLookup> DnsResolver::lookup(const std::string& name) {
     return lookup;
 }
 
+// Answers and names that do not exist are cached (the latter for dns::kNegativeTtl); a resolver
+// that failed or timed out is asked again next time.
 void DnsResolver::on_answer(void* query, int status, int /*timeouts*/, ares_addrinfo* result) {
     std::unique_ptr<PendingQuery> pending(static_cast<PendingQuery*>(query));
     std::chrono::seconds ttl{0};
-    auto addresses = status == ARES_SUCCESS ? addresses_of(result, ttl) : std::vector<policy::IpAddress>{};
+    const DnsOutcome outcome = outcome_of(status);
+    auto addresses = outcome == DnsOutcome::answered ? addresses_of(result, ttl) : std::vector<policy::IpAddress>{};
     if (result) ares_freeaddrinfo(result);
-    if (status != ARES_EDESTRUCTION && status != ARES_ECANCELLED) {
+    if (outcome == DnsOutcome::answered || outcome == DnsOutcome::not_found) {
         pending->resolver->cache_.store(pending->name, addresses, ttl, dns::Clock::now());
     }
-    pending->lookup->complete(std::move(addresses));
+    pending->lookup->complete(outcome, std::move(addresses));
 }
 
 void DnsResolver::on_socket_state(void* self, ares_socket_t fd, int readable, int writable) {

@@ -11,12 +11,21 @@
 
 #include "config/config.hpp"
 #include "proxy/asio.hpp"
-#include "proxy/dns_cache.hpp"
+#include "proxy/dns/dns_cache.hpp"
 
 namespace egressgate::proxy {
 
 // Per try; c-ares tries each server kDnsTries times before it gives up on a name.
 inline constexpr int kDnsTries = 2;
+
+// How a lookup ended. Every c-ares status maps to one of these (see outcome_of).
+enum class DnsOutcome {
+    answered,   // addresses() holds at least one address
+    not_found,  // the name has no A or AAAA records (NXDOMAIN, NODATA)
+    failed,     // the resolver could not answer (SERVFAIL, refused, bad reply, out of memory)
+    timed_out,  // no server answered within dns.timeout_ms
+    abandoned,  // the session gave up (its deadline, the client left) or the resolver stopped
+};
 
 // One lookup in flight. The session abandons it when its resolve deadline passes; a late answer
 // then lands here and is dropped.
@@ -26,13 +35,15 @@ public:
         signal_.expires_at(asio::steady_timer::time_point::max());
     }
     awaitable<void> wait();
-    void complete(std::vector<policy::IpAddress> addresses);
+    void complete(DnsOutcome outcome, std::vector<policy::IpAddress> addresses);
     void abandon();
+    DnsOutcome outcome() const { return outcome_; }
     const std::vector<policy::IpAddress>& addresses() const { return addresses_; }
 
 private:
     asio::steady_timer signal_;
     std::vector<policy::IpAddress> addresses_;
+    DnsOutcome outcome_ = DnsOutcome::abandoned;
     bool done_ = false;
 };
 

@@ -1,71 +1,56 @@
-// Absolute-form HTTP forwarding: the part of a session that serves plain-http agents and
-// port-80 storage traffic. Same policy, dialer and limits as CONNECT; one audit line per request.
-#include "proxy/audit_writer.hpp"
+#include "proxy/forward/forward_session.hpp"
+
+#include <variant>
+
 #include "proxy/session.hpp"
+#include "proxy/tunnel/pump.hpp"
 
 namespace egressgate::proxy {
 
+using audit::CloseReason;
 using std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::string_view kOriginFormDetail =
-    "this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port";
-constexpr std::string_view kHttpsDetail = "https goes through a tunnel: send CONNECT host:443";
-
 std::string authority_of(const policy::Target& target) { return target.host + ":" + std::to_string(target.port); }
-
-
-// Which refusal a request-target earns, if any.
-std::optional<std::pair<std::string_view, std::string_view>> target_refusal(http::TargetForm form) {
-    switch (form) {
-    case http::TargetForm::absolute_http: return std::nullopt;
-    case http::TargetForm::absolute_https: return std::pair{http::reason::use_connect_for_https, kHttpsDetail};
-    case http::TargetForm::other_scheme: return std::pair{http::reason::unsupported_scheme, "only http:// is forwarded"};
-    case http::TargetForm::origin:
-    case http::TargetForm::authority: return std::pair{http::reason::origin_form_target, kOriginFormDetail};
-    case http::TargetForm::invalid: break;
-    }
-    return std::pair{policy::reason::invalid_host, std::string_view("the request target is not a valid http:// URI")};
-}
 
 }  // namespace
 
-awaitable<void> Session::forward_requests() {
+ForwardSession::ForwardSession(ClientSession& session) : session_(session), upload_(session.client().get_executor()) {}
+
+awaitable<void> ForwardSession::run() {
     for (;;) {
-        const bool again = co_await forward_request(parser_.head());
+        const bool again = co_await forward_request(session_.parser().head());
         if (!again) co_return;
-        audit_request();
-        set_phase(Phase::reading_head, config_->timeouts.header);
-        const bool have_head = co_await read_request_head();
+        session_.conclude_request();
+        session_.enter(Phase::reading_head, session_.config().timeouts.header);
+        const bool have_head = co_await session_.read_request_head();
         if (!have_head) co_return;
-        record_open_ = true;
-        record_.method = parser_.head().method;
+        session_.begin_request();
+        session_.record().method = session_.parser().head().method;
     }
 }
 
 // Decides, connects (or reuses the upstream connection), then streams the request body up and
 // the response down at the same time, as Expect: 100-continue needs. Returns whether the client
 // connection can carry another request.
-awaitable<bool> Session::forward_request(const http::MessageHead& head) {
-    record_.method = head.method;
-    const auto classified = http::classify_target(head.target);
-    if (const auto refusal = target_refusal(classified.form)) {
-        record_.host = head.target.substr(0, kMaxAuditedTargetBytes);
-        co_await reject(http::Failure::malformed_request, refusal->first, refusal->second);
+awaitable<bool> ForwardSession::forward_request(const http::MessageHead& head) {
+    auto& record = session_.record();
+    record.method = head.method;
+    auto where = http::forwarding_target(head);
+    if (const auto* refusal = std::get_if<http::Refusal>(&where)) {
+        record.host = head.target.substr(0, kMaxAuditedTargetBytes);
+        co_await session_.reject(*refusal);
         co_return false;
     }
-    if (const auto violation = http::request_framing_violation(head)) {
-        co_await reject(http::Failure::malformed_request, *violation, "the body's length cannot be determined");
-        co_return false;
-    }
-    const auto& target = classified.absolute->target;
-    record_.host = target.host;
-    record_.port = target.port;
-    const auto decision = config_->egress.decide(target);
-    record_decision(decision);
+    const auto& absolute = std::get<http::AbsoluteTarget>(where);
+    const auto& target = absolute.target;
+    record.host = target.host;
+    record.port = target.port;
+    const auto decision = session_.config().egress.decide(target);
+    session_.record_decision(decision);
     if (!decision.permits()) {
-        co_await reject(http::Failure::denied, decision.reason, decision.rule);
+        co_await session_.reject(http::Refusal::denied(decision));
         co_return false;
     }
     bool reused = false;
@@ -74,168 +59,201 @@ awaitable<bool> Session::forward_request(const http::MessageHead& head) {
     // A kept-alive upstream may close between two requests; if it did so before answering a
     // request without a body, nothing reached the client and the request can go again.
     const bool may_retry = reused && head.framing == http::BodyFraming::none;
-    ResponseEnd end = co_await exchange(head, *classified.absolute, may_retry);
+    ResponseEnd end = co_await exchange(head, absolute, may_retry);
     if (end == ResponseEnd::stale_upstream) {
         const bool fresh = co_await reach_upstream(target, reused);
         if (!fresh) co_return false;
-        end = co_await exchange(head, *classified.absolute, false);
+        end = co_await exchange(head, absolute, false);
     }
-    co_return co_await conclude_exchange(head, end);
+    const bool again = co_await conclude_exchange(head, end);
+    co_return again;
+}
+
+// The upstream connection of the previous request is reused only for the same host:port.
+awaitable<bool> ForwardSession::reach_upstream(const policy::Target& target, bool& reused) {
+    const std::string authority = authority_of(target);
+    reused = session_.upstream().is_open() && response_parser_ && authority == upstream_authority_;
+    if (reused) co_return true;
+    drop_upstream();
+    const bool connected = co_await session_.dial(target);
+    if (!connected) co_return false;
+    upstream_authority_ = authority;
+    response_parser_ = std::make_unique<http::MessageParser>(http::MessageKind::response);
+    if (!buffers_) buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
+    co_return true;
 }
 
 // Sends the request head, then streams the body up (its own coroutine) while the response
-// streams down, as Expect: 100-continue needs.
-awaitable<Session::ResponseEnd> Session::exchange(const http::MessageHead& head, const http::AbsoluteTarget& target,
-                                                  bool may_retry) {
-    set_phase(Phase::exchanging, config_->timeouts.idle);
-    last_activity_ = steady_clock::now();
-    const std::string request_head = http::upstream_request_head(head, target, {record_.client_ip, config_->x_forwarded_for});
+// streams down.
+awaitable<ForwardSession::ResponseEnd> ForwardSession::exchange(const http::MessageHead& head,
+                                                                const http::AbsoluteTarget& target, bool may_retry) {
+    session_.enter(Phase::awaiting_response, session_.config().timeouts.idle);
+    session_.last_activity() = steady_clock::now();
+    const auto& record = session_.record();
+    const std::string request_head =
+        http::upstream_request_head(head, target, {record.client_ip, session_.config().x_forwarded_for});
     error_code ec;
-    co_await asio::async_write(upstream_, asio::buffer(request_head), with_error(ec));
+    co_await asio::async_write(session_.upstream(), asio::buffer(request_head), with_error(ec));
     if (ec && may_retry) {
         upstream_spent_ = true;
         co_return ResponseEnd::stale_upstream;
     }
     if (ec) {
-        co_await reject(http::Failure::connect_failed, http::reason::upstream_failed, "the upstream closed the connection");
+        co_await session_.reject(http::Refusal(http::Failure::upstream_failed, "the upstream closed the connection"));
         co_return ResponseEnd::upstream_failed;
     }
     upload_failed_ = false;
+    stopping_upload_ = false;
+    upload_failure_.reset();
     close_client_after_ = false;
     upstream_spent_ = false;
     if (!request_sent_) {  // a retry has no body left to send
-        upload_running_ = true;
-        upload_finished_.expires_at(asio::steady_timer::time_point::max());
-        asio::co_spawn(client_.get_executor(), upload_body(shared_from_this()), on_exit());
+        upload_.spawn(upload_body(), [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); });
     }
     const ResponseEnd end = co_await relay_response(head, may_retry);
-    if (end == ResponseEnd::stale_upstream) drop_upstream();
+    if (end == ResponseEnd::stale_upstream) {
+        co_await upload_.wait();  // a bodiless request's upload ends at once
+        drop_upstream();
+    }
     co_return end;
 }
 
 // Ends one exchange: waits for the upload, notes how it ended, and says whether the client
 // connection can carry another request.
-awaitable<bool> Session::conclude_exchange(const http::MessageHead& head, ResponseEnd end) {
+awaitable<bool> ForwardSession::conclude_exchange(const http::MessageHead& head, ResponseEnd end) {
     // An upstream that answered before the request body ended leaves the rest of that body
     // unread on the client connection: nothing after it can be parsed safely.
-    const bool clean = end == ResponseEnd::complete && !upload_running_ && !upload_failed_;
-    if (!clean) close_sockets();
-    while (upload_running_) {
-        error_code ignored;
-        co_await upload_finished_.async_wait(with_error(ignored));
-    }
-    if (end == ResponseEnd::client_failed) record_.close_reason = audit::close_reason::client_reset;
-    if (end == ResponseEnd::upstream_failed && record_.close_reason.empty()) {
-        record_.close_reason = audit::close_reason::upstream_reset;
+    const bool clean = end == ResponseEnd::complete && upload_.running() == 0 && !upload_failed_;
+    if (!clean) {
+        co_await stop_upload();
+        if (upload_failure_) {
+            session_.reset_both(*upload_failure_);  // a cut-off request body must not look whole upstream
+        } else if (end == ResponseEnd::client_failed) {
+            session_.reset_both(CloseReason::client_reset);
+        } else {
+            session_.close_sockets();
+        }
     }
     if (upstream_spent_) drop_upstream();
     request_sent_ = false;
     co_return clean && head.keep_alive && !close_client_after_;
 }
 
-void Session::drop_upstream() {
+// Ends the upload if it still runs: its pending reads of the client and writes to the upstream
+// are cancelled, and it is waited for, so that nothing else reads the client meanwhile.
+awaitable<void> ForwardSession::stop_upload() {
+    if (upload_.running() > 0) {
+        stopping_upload_ = true;
+        error_code ignored;
+        session_.client().socket().cancel(ignored);
+        session_.upstream().cancel(ignored);
+    }
+    co_await upload_.wait();
+}
+
+void ForwardSession::drop_upstream() {
     error_code ignored;
-    upstream_.close(ignored);
+    session_.upstream().close(ignored);
     response_parser_.reset();
     response_pending_.clear();
 }
 
-// The upstream connection of the previous request is reused only for the same host:port.
-awaitable<bool> Session::reach_upstream(const policy::Target& target, bool& reused) {
-    const std::string authority = authority_of(target);
-    reused = upstream_.is_open() && response_parser_ && authority == upstream_authority_;
-    if (reused) co_return true;
-    drop_upstream();
-    const bool connected = co_await dial(target);
-    if (!connected) co_return false;
-    upstream_authority_ = authority;
-    response_parser_ = std::make_unique<http::MessageParser>(http::MessageKind::response);
-    if (!tunnel_buffers_) tunnel_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
-    co_return true;
-}
-
 // Client -> upstream: the request body, decoded by the request parser and framed again
 // (Content-Length bodies as they are, chunked bodies re-chunked without trailers).
-awaitable<void> Session::upload_body(std::shared_ptr<Session> self) {
-    const bool chunked = parser_.head().framing == http::BodyFraming::chunked;
-    std::span<char> buffer(tunnel_buffers_.get(), kTunnelBufferBytes);
+awaitable<void> ForwardSession::upload_body() {
+    auto& parser = session_.parser();
+    auto& pipelined = session_.pipelined();
+    auto& record = session_.record();
+    const bool chunked = parser.head().framing == http::BodyFraming::chunked;
+    std::span<char> buffer(buffers_.get(), kTunnelBufferBytes);
     std::string framed;
     for (;;) {
-        const auto status = parser_.feed(pipelined_);
-        pipelined_.erase(0, parser_.consumed());
-        if (status == http::MessageParser::Status::error) break;
-        std::string& body = parser_.body();
+        const auto status = parser.feed(pipelined);
+        pipelined.erase(0, parser.consumed());
+        if (status == http::MessageParser::Status::error) {
+            upload_failure_ = CloseReason::malformed_request;
+            break;
+        }
+        std::string& body = parser.body();
         framed.clear();
         if (chunked) http::append_chunk(framed, body);
         else framed.swap(body);
-        record_.bytes_up += chunked ? body.size() : framed.size();
+        record.bytes_up += chunked ? body.size() : framed.size();
         body.clear();
         const bool done = status == http::MessageParser::Status::message_complete;
         if (done && chunked) framed += http::kLastChunk;
         error_code ec;
-        if (!framed.empty()) co_await asio::async_write(upstream_, asio::buffer(framed), with_error(ec));
-        if (ec) break;
-        last_activity_ = steady_clock::now();
+        if (!framed.empty()) co_await asio::async_write(session_.upstream(), asio::buffer(framed), with_error(ec));
+        if (ec) break;  // the upstream side: relay_response hears about it
+        session_.last_activity() = steady_clock::now();
         if (done) {
-            self->request_sent_ = true;
-            self->upload_running_ = false;
-            self->upload_finished_.cancel();
+            request_sent_ = true;
             co_return;
         }
-        const std::size_t n = co_await client_.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
-        if (n == 0) break;
-        pipelined_.append(buffer.data(), n);
+        const std::size_t n =
+            co_await session_.client().async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
+        if (n == 0) {
+            if (!stopping_upload_) upload_failure_ = is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset;
+            break;
+        }
+        pipelined.append(buffer.data(), n);
     }
-    self->upload_failed_ = true;
-    self->upload_running_ = false;
-    self->upload_finished_.cancel();
+    upload_failed_ = true;
+    // A request body the client broke off must not look whole to the origin, and nothing is
+    // left to wait for: both sides are reset now, not at the idle deadline.
+    if (upload_failure_) session_.reset_both(*upload_failure_);
 }
 
-awaitable<bool> Session::write_to_client(std::string_view bytes) {
+awaitable<bool> ForwardSession::write_to_client(std::string_view bytes) {
     if (bytes.empty()) co_return true;
     error_code ec;
-    co_await asio::async_write(client_, asio::buffer(bytes.data(), bytes.size()), with_error(ec));
-    last_activity_ = steady_clock::now();
+    co_await asio::async_write(session_.client(), asio::buffer(bytes.data(), bytes.size()), with_error(ec));
+    session_.last_activity() = steady_clock::now();
     co_return !ec;
 }
 
+// The exchange failed on the upstream side. Before the final response head went out, the
+// client is told (502, or 504 when the upstream stayed silent past idle_ms); after it, the
+// client connection is reset, so that a cut-off response never looks complete.
+awaitable<ForwardSession::ResponseEnd> ForwardSession::fail_response(bool answered, bool may_retry, bool heard_back,
+                                                                     http::Failure failure, const std::string& detail) {
+    upstream_spent_ = true;
+    if (may_retry && !heard_back) co_return ResponseEnd::stale_upstream;
+    if (answered) {
+        session_.reset_both(CloseReason::upstream_reset);
+        co_return ResponseEnd::upstream_failed;
+    }
+    co_await stop_upload();  // reject() reads the client: nothing else may
+    session_.record().bytes_down = 0;
+    co_await session_.reject(http::Refusal(failure, detail));
+    co_return ResponseEnd::upstream_failed;
+}
+
 // Upstream -> client: interim (1xx) responses and the final one, heads rewritten, bodies framed
-// for the client. Before the final head has gone out, a failure can still become a 502.
-awaitable<Session::ResponseEnd> Session::relay_response(const http::MessageHead& request, bool may_retry) {
+// for the client and flushed before the next read.
+awaitable<ForwardSession::ResponseEnd> ForwardSession::relay_response(const http::MessageHead& request, bool may_retry) {
+    using Status = http::MessageParser::Status;
     auto& parser = *response_parser_;
-    std::span<char> buffer(tunnel_buffers_.get() + kTunnelBufferBytes, kTunnelBufferBytes);
+    auto& record = session_.record();
+    std::span<char> buffer(buffers_.get() + kTunnelBufferBytes, kTunnelBufferBytes);
     const bool client_http11 = request.version_major == 1 && request.version_minor >= 1;
     bool chunked_to_client = false;
     bool answered = false;    // the final response head went out
     bool heard_back = false;  // the upstream sent anything at all for this request
+    bool upstream_ended = false;
     for (;;) {
-        auto status = parser.feed(response_pending_);
-        response_pending_.erase(0, parser.consumed());
-        bool upstream_ended = false;
-        if (status == http::MessageParser::Status::need_more && response_pending_.empty()) {
-            error_code ec;
-            const std::size_t n = co_await upstream_.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
-            if (n > 0) {
-                response_pending_.append(buffer.data(), n);
-                last_activity_ = steady_clock::now();
-                heard_back = true;
-            } else {
-                status = parser.finish();  // a body delimited by close ends here
-                upstream_ended = true;
-                upstream_spent_ = true;
-            }
+        Status status = Status::need_more;
+        if (!upstream_ended) {
+            status = parser.feed(response_pending_);
+            response_pending_.erase(0, parser.consumed());
+        } else {
+            status = parser.finish();  // a body delimited by close ends here
         }
-        if (status == http::MessageParser::Status::error ||
-            (status == http::MessageParser::Status::need_more && upstream_ended)) {
-            upstream_spent_ = true;
-            if (may_retry && !heard_back) co_return ResponseEnd::stale_upstream;
-            if (!answered) {
-                record_.bytes_down = 0;
-                co_await reject(http::Failure::connect_failed, http::reason::upstream_failed, "no complete response");
-            }
-            co_return ResponseEnd::upstream_failed;
+        if (status == Status::error) {
+            const auto end = co_await fail_response(answered, may_retry, heard_back, parser.failure(), parser.error_detail());
+            co_return end;
         }
-        if (status == http::MessageParser::Status::head_complete) {
+        if (status == Status::head_complete) {
             const auto& head = parser.head();
             if (request.method == "HEAD" && head.status >= 200) parser.skip_body();
             chunked_to_client = client_http11 && head.framing == http::BodyFraming::chunked;
@@ -243,44 +261,54 @@ awaitable<Session::ResponseEnd> Session::relay_response(const http::MessageHead&
             const bool close_client = final && (!request.keep_alive || !head.keep_alive ||
                                                 head.framing == http::BodyFraming::until_close ||
                                                 (head.framing == http::BodyFraming::chunked && !chunked_to_client));
+            const bool written = co_await write_to_client(http::client_response_head(head, close_client, chunked_to_client));
+            if (!written) co_return ResponseEnd::client_failed;
             if (final) {
-                record_.status = head.status;
+                record.status = head.status;
                 answered = true;
                 close_client_after_ = close_client;
                 upstream_spent_ = !head.keep_alive || head.framing == http::BodyFraming::until_close;
+                session_.enter(Phase::exchanging, session_.config().timeouts.idle);
             }
-            const bool written = co_await write_to_client(http::client_response_head(head, close_client, chunked_to_client));
-            if (!written) co_return ResponseEnd::client_failed;
             continue;
         }
         outbound_.clear();
         std::string& body = parser.body();
-        record_.bytes_down += body.size();
+        record.bytes_down += body.size();
         if (chunked_to_client) http::append_chunk(outbound_, body);
         else outbound_.swap(body);
         body.clear();
-        const bool done = status == http::MessageParser::Status::message_complete;
+        const bool done = status == Status::message_complete;
         if (done && chunked_to_client) outbound_ += http::kLastChunk;
         const bool written = co_await write_to_client(outbound_);
         if (!written) co_return ResponseEnd::client_failed;
         if (done && answered) co_return ResponseEnd::complete;
+        if (done) continue;  // an interim response ended: the final one follows
+        if (upstream_ended) {
+            const auto end = co_await fail_response(answered, may_retry, heard_back, http::Failure::upstream_failed,
+                                                    "the upstream closed before a complete response");
+            co_return end;
+        }
+        error_code ec;
+        const std::size_t n =
+            co_await session_.upstream().async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
+        if (n > 0) {
+            response_pending_.append(buffer.data(), n);
+            session_.last_activity() = steady_clock::now();
+            heard_back = true;
+            continue;
+        }
+        if (upload_failure_) co_return ResponseEnd::client_failed;  // the upload reset both sides
+        if (is_end_of_stream(ec)) {
+            upstream_ended = true;
+            continue;
+        }
+        const bool silent = session_.timed_out() && !answered;
+        const auto end = co_await fail_response(answered, may_retry, heard_back,
+                                                silent ? http::Failure::upstream_timeout : http::Failure::upstream_failed,
+                                                silent ? "no response within idle_ms" : "the upstream reset the connection");
+        co_return end;
     }
-}
-
-// One audit line per request; the next request on the connection starts a fresh record.
-void Session::audit_request() {
-    record_.duration_ms = elapsed_ms(request_started_);
-    record_.time = std::chrono::system_clock::now();
-    if (record_.close_reason.empty()) record_.close_reason = audit::close_reason::completed;
-    context_.conclude(record_);
-    audit::Record next;
-    next.connection_id = record_.connection_id;
-    next.vm = record_.vm;
-    next.client_ip = record_.client_ip;
-    next.client_port = record_.client_port;
-    record_ = std::move(next);
-    request_started_ = steady_clock::now();
-    record_open_ = false;
 }
 
 }  // namespace egressgate::proxy

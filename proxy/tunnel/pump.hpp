@@ -14,9 +14,10 @@ namespace egressgate::proxy {
 inline constexpr std::size_t kTunnelBufferBytes = 64 * 1024;
 
 enum class PumpEnd {
-    eof,          // the source finished; the sink's write side was shut down
-    read_error,   // the source reset or failed
-    write_error,  // the sink reset or failed
+    eof,                 // the source finished; the sink's write side was shut down
+    source_failed,       // the source reset (or failed): the sink is to be reset too
+    sink_failed,         // the sink reset (or failed): the source is to be reset too
+    resource_exhausted,  // no pipe and no memory to move bytes with: both sides are aborted
 };
 
 inline void end_sending(tcp::socket& socket) { shutdown_send(socket); }
@@ -34,10 +35,10 @@ awaitable<PumpEnd> pump(Source& source, Sink& sink, std::span<char> buffer, std:
             end_sending(sink);
             co_return PumpEnd::eof;
         }
-        if (n == 0 && ec) co_return PumpEnd::read_error;
+        if (n == 0) co_return PumpEnd::source_failed;
         last_activity = std::chrono::steady_clock::now();
         co_await asio::async_write(sink, asio::buffer(buffer.data(), n), with_error(ec));
-        if (ec) co_return PumpEnd::write_error;
+        if (ec) co_return PumpEnd::sink_failed;
         bytes += n;
         last_activity = std::chrono::steady_clock::now();
     }

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "proxy/asio.hpp"
-#include "proxy/tunnel.hpp"
+#include "proxy/tunnel/pump.hpp"
 
 namespace egressgate::proxy {
 
@@ -71,7 +71,13 @@ private:
 // direction whose read fills this buffer is a stream and moves to splice for good. Small, as
 // every tunnel holds two.
 inline constexpr std::size_t kMessageChunkBytes = 512;
+// When no pipe can be had (descriptors exhausted), a streaming direction copies through a buffer
+// of this size instead, allocated then and freed with the tunnel.
+inline constexpr std::size_t kCopyFallbackBytes = 16 * 1024;
 
+// Moves bytes from source to sink until EOF or a failure: messages by copy, streams by splice,
+// and by copy again when the worker cannot get a pipe. Backpressure throughout: nothing more is
+// read until what was read has been written.
 awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message,
                                std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity);
 

@@ -82,7 +82,8 @@ class ConnectTest(ProxyTestCase):
         record = self.proxy.audit_for_client(client_port)
         self.assert_audit_shape(record)
         self.assertRegex(record["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-        self.assertIsInstance(record["connection_id"], int)
+        self.assertRegex(record["connection_id"], r"^\d{13}-\d+$")  # process start (unix ms) - sequence
+        self.assertEqual(record["record"], "final", record)
         self.assertEqual(record["vm"], "127.0.0.1", record)  # not in the inventory
         self.assertEqual(record["client_ip"], "127.0.0.1", record)
         self.assertEqual(record["method"], "CONNECT", record)

@@ -1,7 +1,7 @@
 // The DNS cache honours answer TTLs, remembers failures briefly, and stays bounded.
 #include <catch.hpp>
 
-#include "proxy/dns_cache.hpp"
+#include "proxy/dns/dns_cache.hpp"
 
 using egressgate::dns::Clock;
 using egressgate::dns::DnsCache;

@@ -1,0 +1,184 @@
+#include "proxy/tunnel/tunnel_session.hpp"
+
+#include <span>
+
+#include "proxy/session.hpp"
+#include "proxy/task_group.hpp"
+#include "tls/client_hello.hpp"
+
+namespace egressgate::proxy {
+
+using audit::CloseReason;
+using std::chrono::steady_clock;
+
+namespace {
+
+// The policy's view of what the parser saw.
+policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {
+    using Kind = policy::TunnelStart::Kind;
+    if (parse.status == tls::HelloParse::Status::complete) return {Kind::client_hello, parse.hello.server_name};
+    return {parse.error == tls::HelloError::not_tls ? Kind::not_tls : Kind::malformed_hello, std::nullopt};
+}
+
+}  // namespace
+
+TunnelSession::TunnelSession(ClientSession& session)
+    : session_(session), up_pipe_(session.worker().pipes), down_pipe_(session.worker().pipes) {}
+
+awaitable<void> TunnelSession::run(const http::MessageHead& head) {
+    auto& record = session_.record();
+    const auto target = policy::parse_authority(head.target);
+    if (!target) {
+        record.host = head.target.substr(0, kMaxAuditedTargetBytes);
+        co_await session_.reject(http::Refusal(http::Failure::invalid_host, "CONNECT needs host:port"));
+        co_return;
+    }
+    record.host = target->host;
+    record.port = target->port;
+    const auto decision = session_.config().egress.decide(*target);
+    session_.record_decision(decision);
+    if (!decision.permits()) {
+        co_await session_.reject(http::Refusal::denied(decision));
+        co_return;
+    }
+    const bool connected = co_await session_.dial(*target);
+    if (!connected) co_return;
+    const bool opened = co_await open(*target);
+    if (opened) co_await relay();
+}
+
+// Answers 200, judges the first bytes where the policy asks for it, and sends what the client
+// already wrote behind its request. False: the tunnel ended before bytes could flow.
+awaitable<bool> TunnelSession::open(const policy::Target& target) {
+    const auto& config = session_.config();
+    session_.enter(Phase::tunneling, config.timeouts.idle);
+    session_.last_activity() = steady_clock::now();
+    error_code ec;
+    co_await asio::async_write(session_.client(), asio::buffer(http::kConnectEstablished), with_error(ec));
+    if (ec) {
+        session_.reset_both(CloseReason::client_reset);
+        co_return false;
+    }
+    session_.record().status = 200;
+    if (config.egress.inspects_tunnel(target.port)) {
+        const bool permitted = co_await inspect_start(target);
+        if (!permitted) co_return false;
+        session_.enter(Phase::tunneling, config.timeouts.idle);
+    }
+    const bool forwarded = co_await forward_pipelined();
+    co_return forwarded;
+}
+
+// Reads the tunnel's first bytes until the ClientHello is complete (or proves not to be one)
+// and lets the policy judge it. Nothing reaches the upstream before that; the peeked bytes are
+// forwarded unchanged when the tunnel is allowed. Refusal closes the tunnel: the client already
+// has its 200, so there is no status left to send.
+awaitable<bool> TunnelSession::inspect_start(const policy::Target& target) {
+    auto& pipelined = session_.pipelined();
+    auto& record = session_.record();
+    session_.enter(Phase::inspecting, session_.config().timeouts.header);
+    const auto as_bytes = [&pipelined] {
+        return std::span(reinterpret_cast<const std::uint8_t*>(pipelined.data()), pipelined.size());
+    };
+    std::array<char, 4096> chunk;  // on the coroutine frame only while inspecting
+    tls::HelloParse parse = tls::parse_client_hello(as_bytes());
+    while (parse.status == tls::HelloParse::Status::need_more) {
+        error_code ec;
+        const std::size_t n = co_await session_.client().async_read_some(asio::buffer(chunk), with_error(ec));
+        if (n == 0) {
+            if (!is_end_of_stream(ec)) {
+                session_.reset_both(CloseReason::client_reset);  // or our deadline, which came first
+                co_return false;
+            }
+            parse = tls::finish_at_eof(parse);
+            break;
+        }
+        pipelined.append(chunk.data(), n);
+        parse = tls::parse_client_hello(as_bytes());
+    }
+    if (parse.status == tls::HelloParse::Status::complete) {
+        record.sni = parse.hello.server_name.value_or("");
+        record.alpn = parse.hello.alpn;
+    }
+    const policy::Decision verdict = session_.config().egress.check_tunnel_start(target, tunnel_start_of(parse));
+    if (verdict.verdict == policy::Verdict::allow) co_return true;
+    session_.record_decision(verdict);
+    if (verdict.permits()) co_return true;
+    session_.end_with(CloseReason::rejected);
+    session_.close_sockets();
+    co_return false;
+}
+
+awaitable<bool> TunnelSession::forward_pipelined() {
+    auto& pipelined = session_.pipelined();
+    if (!pipelined.empty()) {
+        error_code ec;
+        co_await asio::async_write(session_.upstream(), asio::buffer(pipelined), with_error(ec));
+        if (ec) {
+            session_.reset_both(CloseReason::upstream_reset);
+            co_return false;
+        }
+        session_.record().bytes_up += pipelined.size();
+    }
+    std::string().swap(pipelined);  // give the capacity back too
+    co_return true;
+}
+
+// Two one-way pumps; the tunnel is over when both have ended.
+awaitable<void> TunnelSession::relay() {
+    // A TLS client's bytes must pass through OpenSSL; a plain one's go by splice or through the
+    // pumps' message buffers, and the session's own read buffer is no longer needed.
+    if (session_.client().is_tls()) {
+        tls_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
+    } else {
+        session_.release_head_buffer();
+    }
+    TaskGroup pumps(session_.client().get_executor());
+    const auto on_exception = [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); };
+    pumps.spawn(pump(Direction::up), on_exception);
+    pumps.spawn(pump(Direction::down), on_exception);
+    co_await pumps.wait();
+}
+
+awaitable<void> TunnelSession::pump(Direction direction) {
+    const bool up = direction == Direction::up;
+    auto& client = session_.client();
+    auto& upstream = session_.upstream();
+    auto& record = session_.record();
+    auto& activity = session_.last_activity();
+    PumpEnd end;  // no co_await inside ?: (see asio.hpp)
+    if (!client.is_tls()) {
+        if (up) {
+            end = co_await splice_pump(client.socket(), upstream, up_pipe_, up_message_, record.bytes_up, activity);
+        } else {
+            end = co_await splice_pump(upstream, client.socket(), down_pipe_, down_message_, record.bytes_down, activity);
+        }
+    } else {
+        std::span<char> buffer(tls_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
+        if (up) {
+            end = co_await proxy::pump(client, upstream, buffer, record.bytes_up, activity);
+        } else {
+            end = co_await proxy::pump(upstream, client, buffer, record.bytes_down, activity);
+        }
+    }
+    on_pump_end(direction, end);
+}
+
+// EOF ends only its own direction (the pump shut the sink's sending side). A failure on either
+// side is passed on to the other as a reset, so that neither peer mistakes a broken tunnel for
+// a complete one.
+void TunnelSession::on_pump_end(Direction direction, PumpEnd end) {
+    const bool up = direction == Direction::up;
+    switch (end) {
+    case PumpEnd::eof: return;
+    case PumpEnd::source_failed:
+        session_.reset_both(up ? CloseReason::client_reset : CloseReason::upstream_reset);
+        return;
+    case PumpEnd::sink_failed:
+        session_.reset_both(up ? CloseReason::upstream_reset : CloseReason::client_reset);
+        return;
+    case PumpEnd::resource_exhausted: session_.reset_both(CloseReason::resource_exhausted); return;
+    }
+}
+
+}  // namespace egressgate::proxy
