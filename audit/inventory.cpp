@@ -98,6 +98,9 @@ AzVmListResult parse_az_vm_list(std::string_view json_text) {
     } catch (const json::parse_error& e) {
         // e.what() already carries line and column; the byte offset helps with one-line files.
         result.error = "invalid JSON at byte " + std::to_string(e.byte) + ": " + without_exception_id(e.what());
+    } catch (const json::exception& e) {
+        // A value JSON allows that nlohmann cannot hold (a number like 1e999) is not a parse error.
+        result.error = "unusable JSON: " + without_exception_id(e.what());
     } catch (const AzVmListError& e) {
         result.error = e.message;
     }

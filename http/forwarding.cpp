@@ -47,10 +47,13 @@ bool named_by_connection(const MessageHead& head, std::string_view name) {
     return false;
 }
 
+// Content-Length frames the body the proxy forwards as it came: a Connection header naming it
+// must not make the proxy drop it, or the peer would read the body as the next message.
 bool is_hop_by_hop(const MessageHead& head, std::string_view name) {
     for (auto h : kHopByHop) {
         if (iequals(h, name)) return true;
     }
+    if (iequals(name, "Content-Length")) return false;
     return named_by_connection(head, name);
 }
 
@@ -58,12 +61,13 @@ bool is_hop_by_hop(const MessageHead& head, std::string_view name) {
 // rewrites itself).
 void append_end_to_end_headers(std::string& out, const MessageHead& head,
                                std::initializer_list<std::string_view> also_drop) {
-    for (const auto& [name, value] : head.headers) {
+    for (const auto& header : head.headers) {
+        const std::string& name = header.first;
         if (is_hop_by_hop(head, name)) continue;
-        if (std::any_of(also_drop.begin(), also_drop.end(), [&](auto d) { return iequals(name, d); })) continue;
+        if (std::any_of(also_drop.begin(), also_drop.end(), [&name](auto d) { return iequals(name, d); })) continue;
         out += name;
         out += ": ";
-        out += value;
+        out += header.second;
         out += "\r\n";
     }
 }

@@ -124,6 +124,7 @@ int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
 }
 
 BodyFraming framing_of(const llhttp_t* p, MessageKind kind) {
+    if ((p->flags & F_SKIPBODY) != 0) return BodyFraming::none;
     if ((p->flags & F_CHUNKED) != 0) return BodyFraming::chunked;
     if ((p->flags & F_CONTENT_LENGTH) != 0) return p->content_length > 0 ? BodyFraming::content_length : BodyFraming::none;
     if (kind == MessageKind::request) return BodyFraming::none;
@@ -136,9 +137,21 @@ BodyFraming framing_of(const llhttp_t* p, MessageKind kind) {
 int on_headers_complete(llhttp_t* p) {
     auto& impl = impl_of(p);
     auto& head = *impl.head;
-    // Requests that switch protocols are refused by the proxy, so a 101 was never asked for.
-    if (impl.kind == MessageKind::response && p->status_code == 101) return refuse(impl, Failure::unrequested_upgrade);
-    if (impl.kind == MessageKind::request) head.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+    if (impl.kind == MessageKind::response) {
+        // Requests that switch protocols are refused by the proxy, so a 101 was never asked for.
+        if (p->status_code == 101) return refuse(impl, Failure::unrequested_upgrade);
+        // llhttp takes "HTTP/1.1 20 OK"; no such status exists, and it would pass for interim.
+        if (p->status_code < 100) return refuse(impl, Failure::upstream_malformed);
+        // 1xx, 204 and 304 have no body whatever their headers say (RFC 9112 6.3); llhttp 8 would
+        // read one, stalling the exchange or taking the next response's bytes as this body.
+        if (p->status_code < 200 || p->status_code == 204 || p->status_code == 304) p->flags |= F_SKIPBODY;
+    } else {
+        // A request line without a version (HTTP/0.9) is not HTTP this proxy forwards, and
+        // without a target there is nothing to decide on.
+        if (p->http_major == 0) return refuse(impl, Failure::malformed_request);
+        if (head.target.empty()) return refuse(impl, Failure::invalid_request_target);
+        head.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+    }
     head.status = p->status_code;
     head.version_major = p->http_major;
     head.version_minor = p->http_minor;

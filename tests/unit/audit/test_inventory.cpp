@@ -117,3 +117,12 @@ TEST_CASE("JSON syntax errors carry the parser's position", "[inventory]") {
         CHECK_THAT(result.error, Catch::StartsWith("invalid JSON at byte 1: "));
     }
 }
+
+// Found by tests/fuzz/inventory_fuzzer (tests/fuzz/regressions/inventory/): nlohmann throws
+// out_of_range, not parse_error, for a number a double cannot hold, and it ended the process.
+TEST_CASE("a number too large for a double is an error, not a crash", "[inventory]") {
+    const auto result = audit::parse_az_vm_list(
+        R"([{"virtualMachine": {"name": "vm", "network": {"privateIpAddresses": ["10.0.0.4"]}, "x": 1e999}}])");
+    CHECK(result.vms.empty());
+    CHECK_THAT(result.error, Catch::Contains("number overflow"));
+}

@@ -275,3 +275,55 @@ TEST_CASE("a broken response is the upstream's failure", "[http][forward]") {
     CHECK(cut.finish() == MessageParser::Status::error);
     CHECK(cut.failure() == Failure::upstream_failed);
 }
+
+// Found by tests/fuzz/forwarding_fuzzer (tests/fuzz/regressions/forwarding/).
+TEST_CASE("a Connection header cannot make the proxy drop the body's length", "[http][forward]") {
+    const auto request = parse_head("POST http://a/ HTTP/1.1\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n");
+    const std::string up = upstream_request_head(request, std::get<AbsoluteTarget>(forwarding_target(request)), {});
+    CHECK(up.find("\r\nContent-Length: 5\r\n") != std::string::npos);
+    const auto response = parse_head("HTTP/1.1 200 OK\r\nConnection: content-length, x\r\nContent-Length: 3\r\nX: 1\r\n\r\n",
+                                     MessageKind::response);
+    const std::string down = client_response_head(response, false, false);
+    CHECK(down.find("\r\nContent-Length: 3\r\n") != std::string::npos);
+    CHECK(down.find("\r\nX: 1\r\n") == std::string::npos);  // what Connection names otherwise goes
+}
+
+// Found by tests/fuzz/request_head_fuzzer (tests/fuzz/regressions/request_head/).
+TEST_CASE("1xx, 204 and 304 responses have no body whatever their headers say", "[http][forward]") {
+    const char* const responses[] = {
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\nContent-Length: 7\r\n\r\n",
+    };
+    for (const char* response : responses) {
+        INFO(response);
+        const std::string next = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        const std::string input = std::string(response) + next;
+        MessageParser parser(MessageKind::response);
+        std::string_view rest = input;
+        REQUIRE(parser.feed(rest) == MessageParser::Status::head_complete);
+        CHECK(parser.head().framing == BodyFraming::none);
+        rest.remove_prefix(parser.consumed());
+        REQUIRE(parser.feed(rest) == MessageParser::Status::message_complete);  // at once, no bytes taken
+        CHECK(parser.consumed() == 0);
+        CHECK(parser.body().empty());
+        REQUIRE(parser.feed(rest) == MessageParser::Status::head_complete);    // the next response is whole
+        CHECK(parser.head().status == 200);
+    }
+}
+
+TEST_CASE("statuses below 100 and version-less request lines are refused", "[http][forward]") {
+    for (const char* response : {"HTTP/1.1 20 OK\r\n\r\nbody", "HTTP/1.1 020 OK\r\nContent-Length: 1\r\n\r\nx"}) {
+        INFO(response);
+        MessageParser parser(MessageKind::response);
+        CHECK(parser.feed(response) == MessageParser::Status::error);
+        CHECK(parser.failure() == Failure::upstream_malformed);
+    }
+    for (const char* request : {"CONNECT \r\n\r\n", "GET http://a/\r\n\r\n", "CONNECT  HTTP/1.1\r\n\r\n"}) {
+        INFO(request);
+        MessageParser parser;
+        CHECK(parser.feed(request) == MessageParser::Status::error);
+        CHECK(status_of(parser.failure()) == 400);
+    }
+}
