@@ -3,24 +3,20 @@
 // because the proxy calls again with more bytes. Built by EGRESSGATE_FUZZ; run by scripts/fuzz.sh.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <span>
 
+#include "fuzz_check.hpp"
 #include "tls/client_hello.hpp"
 
 namespace {
 
 using egressgate::tls::HelloParse;
 
-void require(bool ok) {
-    if (!ok) std::abort();  // libFuzzer reports it as a crash, with the input saved
-}
-
 void check_hello(const egressgate::tls::ClientHello& hello) {
     if (!hello.server_name) return;
     const auto& name = *hello.server_name;
-    require(!name.empty() && name.size() <= egressgate::tls::kMaxServerNameBytes);
-    for (const char ch : name) require(ch >= 0x20 && ch <= 0x7e);
+    FUZZ_REQUIRE(!name.empty() && name.size() <= egressgate::tls::kMaxServerNameBytes);
+    for (const char ch : name) FUZZ_REQUIRE(ch >= 0x20 && ch <= 0x7e);
 }
 
 bool same(const HelloParse& a, const HelloParse& b) {
@@ -37,8 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_hello(whole.hello);
 
     const HelloParse at_eof = egressgate::tls::finish_at_eof(whole);
-    require(at_eof.status != HelloParse::Status::need_more);
-    require(whole.status == HelloParse::Status::need_more ? at_eof.error == egressgate::tls::HelloError::truncated
+    FUZZ_REQUIRE(at_eof.status != HelloParse::Status::need_more);
+    FUZZ_REQUIRE(whole.status == HelloParse::Status::need_more ? at_eof.error == egressgate::tls::HelloError::truncated
                                                           : same(at_eof, whole));
 
     // A handful of prefixes (all of them would make each input quadratic).
@@ -46,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t cut : {size / 2, size / 3, size - size / 8, last, std::size_t{5}, std::size_t{9}}) {
         if (cut > size) continue;
         const HelloParse part = egressgate::tls::parse_client_hello(bytes.first(cut));
-        if (part.status != HelloParse::Status::need_more) require(same(part, whole));
+        if (part.status != HelloParse::Status::need_more) FUZZ_REQUIRE(same(part, whole));
     }
     return 0;
 }
