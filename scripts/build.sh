@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Installs the dependencies (Debian 12 packages) and builds egressgate into build/ (Release).
+# Installs the dependencies (Debian 12 packages) and builds egressgate.
+# Usage: scripts/build.sh [release|asan|tsan]   (default release)
+#   release  build/        Release, what scripts/run.sh runs and the package ships
+#   asan     build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer, RelWithDebInfo
+#   tsan     build-tsan/   ThreadSanitizer, RelWithDebInfo
 set -euo pipefail
 cd "$(dirname "$0")/.."
+variant="${1:-release}"
+case "$variant" in
+  release) dir=build;      flags=(-DCMAKE_BUILD_TYPE=Release) ;;
+  asan)    dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DEGRESSGATE_SANITIZE=address,undefined") ;;
+  tsan)    dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGRESSGATE_SANITIZE=thread) ;;
+  *) echo "usage: $0 [release|asan|tsan]" >&2; exit 2 ;;
+esac
 ./scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+cmake -S . -B "$dir" "${flags[@]}" >/dev/null
+cmake --build "$dir" -j"$(nproc)"
