@@ -108,16 +108,17 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
     if (!holder.current()->tls_listen.empty()) {
         tls.replace(proxy::load_tls_context(holder.current()->tls_cert, holder.current()->tls_key));
     }
-    proxy::AuditWriter audit(holder.current()->audit_path);
-    proxy::Server server(holder, tls, audit);
-    // The main thread handles signals, feeds the watchdog and serves the admin endpoint.
+    // The main thread handles signals, feeds the watchdog and serves the admin endpoint. Every
+    // signal an admin might send is handled, from before the first listener is announced (a
+    // signal that comes meanwhile waits in the set): none of them may end the proxy by surprise.
     proxy::asio::io_context signals_io(1);
-    proxy::AdminServer admin(signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
-                             [&server] { return readiness_problem(server); });
-    // Every signal an admin might send is handled: none of them may end the proxy by surprise.
     proxy::asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     signals.add(SIGUSR1);
     signals.add(SIGUSR2);
+    proxy::AuditWriter audit(holder.current()->audit_path);
+    proxy::Server server(holder, tls, audit);
+    proxy::AdminServer admin(signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
+                             [&server] { return readiness_problem(server); });
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
         if (signal == SIGHUP) {

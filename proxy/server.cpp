@@ -112,7 +112,7 @@ void Server::bind_listeners(const std::vector<config::ListenAddress>& addresses,
             worker->listeners.push_back(Listener{open_acceptor(worker->io, endpoint), tls});
             endpoint = worker->listeners.back().acceptor.local_endpoint();
         }
-        spdlog::info("listening on {}{} ({} workers)", to_string(endpoint), tls ? " (TLS)" : "", workers_.size());
+        bound_.push_back(fmt::format("{}{}", to_string(endpoint), tls ? " (TLS)" : ""));
     }
 }
 
@@ -137,6 +137,8 @@ void Server::run() {
         pthread_setname_np(worker->thread.native_handle(), worker->name().c_str());
     }
     accepting_ = true;
+    // Announced once the workers run: a client that reads this can connect and be served.
+    for (const auto& listener : bound_) spdlog::info("listening on {} ({} workers)", listener, workers_.size());
 }
 
 std::string Server::next_connection_id() { return connection_id_prefix_ + "-" + std::to_string(next_connection_id_++); }

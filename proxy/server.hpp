@@ -92,6 +92,7 @@ private:
     AuditWriter& audit_;
     ConnectionLimiter limiter_;
     std::vector<std::unique_ptr<Worker>> workers_;
+    std::vector<std::string> bound_;  // "127.0.0.1:3128", "[::]:3129 (TLS)": logged by run()
     const std::string connection_id_prefix_;  // the process's start, unix ms: ids stay unique across restarts
     std::atomic<std::uint64_t> next_connection_id_{1};
     std::atomic<bool> accepting_{false};
