@@ -1,5 +1,6 @@
 #include "proxy/server.hpp"
 
+
 #include <pthread.h>
 
 #include <condition_variable>
@@ -13,6 +14,7 @@
 #include "proxy/dns/dns_resolver.hpp"
 #include "proxy/session.hpp"
 #include "proxy/tunnel/splice_pump.hpp"
+#include "proxy/resource_shortage.hpp"
 
 namespace egressgate::proxy {
 
@@ -100,8 +102,11 @@ Server::Server(ConfigHolder& config, TlsContextHolder& tls, AuditWriter& audit)
                  limits.max_per_ip, limits.new_per_second_per_ip);
 }
 
+// main() stops the server itself; this is for the paths that leave early (a start-up error
+// after the workers were made). A worker thread that still runs cannot be destroyed under it:
+// the process leaves without destroying anything then.
 Server::~Server() {
-    if (!stop(std::chrono::seconds(0))) std::_Exit(EXIT_FAILURE);  // a stuck worker cannot be destroyed
+    if (!stop(std::chrono::seconds(0))) std::_Exit(EXIT_FAILURE);
 }
 
 // The first worker binds (port 0 gets its port here); the others join the same port.
@@ -150,13 +155,14 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
         tcp::socket client = co_await listener.acceptor.async_accept(peer, with_error(ec));
         if (ec == asio::error::operation_aborted) break;
         if (ec) {
-            // Out of descriptors, or a connection reset before accept: keep serving the open
-            // connections, and retry after a pause rather than spinning on a readable listener.
             ++accept_failures_;
             if (const auto held_back = accept_failure_log_.admit()) {
-                spdlog::warn("accept failed: {}; retrying every {} ms ({} more failures since the last warning)",
-                             ec.message(), kAcceptRetryDelay.count(), *held_back);
+                spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), *held_back);
             }
+            // Out of descriptors or memory: keep serving the open connections, and retry after a
+            // pause rather than spinning on a listener that stays readable. A connection reset
+            // before accept is gone: accept the next one at once.
+            if (!is_resource_shortage(ec)) continue;
             asio::steady_timer pause(worker.io, kAcceptRetryDelay);
             co_await pause.async_wait(with_error(ec));
             continue;
@@ -201,11 +207,22 @@ void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoi
         return;
     }
     client.set_option(tcp::no_delay(true), ec);
-    ClientStream stream = tls ? ClientStream(TlsStream(std::move(client), *tls_.current()))
-                              : ClientStream(std::move(client));
-    std::make_shared<ClientSession>(std::move(stream), std::move(config), worker.context, std::move(record), ip,
-                                    refusal)
-        ->start();
+    // From here the session releases the ledger's place when it finishes; until it exists (an
+    // SSL object or the session itself could not be allocated), this does.
+    try {
+        ClientStream stream = tls ? ClientStream(TlsStream(std::move(client), *tls_.current()))
+                                  : ClientStream(std::move(client));
+        std::make_shared<ClientSession>(std::move(stream), std::move(config), worker.context, std::move(record), ip,
+                                        refusal)
+            ->start();
+    } catch (const std::exception& e) {
+        limiter_.release(ip, refusal.has_value());
+        client.close(ec);
+        if (const auto held_back = accept_failure_log_.admit()) {
+            spdlog::error("a connection from {} could not be served: {} ({} more since the last report)",
+                          ip.to_string(), e.what(), *held_back);
+        }
+    }
 }
 
 void Server::refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
@@ -266,24 +283,32 @@ bool Server::stop(steady_clock::duration drain_timeout) {
     for (auto& worker : workers_) {
         asio::post(worker->io, [&w = *worker] {
             for (auto* session : w.context.sessions) session->shutdown();  // they end on their own
+            w.resolver.shutdown();  // abandoned lookups would keep the loop busy until they time out
             w.stopping = true;
             w.sweep.cancel();
         });
     }
     const auto given_up_by = steady_clock::now() + kWorkerStopGrace;
-    const auto all_exited = [this] {
-        return std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->exited.load(); });
+    // A worker whose thread never started (a start-up error before run()) has nothing to stop.
+    const auto ended = [](const Worker& w) { return w.exited.load() || !w.thread.joinable(); };
+    const auto all_exited = [&] {
+        return std::all_of(workers_.begin(), workers_.end(), [&](const auto& w) { return ended(*w); });
     };
     while (!all_exited() && steady_clock::now() < given_up_by) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     bool stopped = true;
     for (auto& worker : workers_) {
-        if (worker->exited) {
+        if (ended(*worker)) {
             if (worker->thread.joinable()) worker->thread.join();
-        } else {
-            spdlog::error("{} did not stop (stuck); leaving without it: its {} open connections are not audited",
-                          worker->name(), worker->context.open_sessions.load());
-            stopped = false;
+            continue;
         }
+        const std::size_t open = worker->context.open_sessions.load();
+        if (open > 0) {
+            spdlog::error("{} did not stop (stuck); leaving without it: its {} open connections are not audited",
+                          worker->name(), open);
+        } else {
+            spdlog::error("{} did not stop (stuck); leaving without it", worker->name());
+        }
+        stopped = false;
     }
     if (stopped) workers_.clear();
     return stopped;

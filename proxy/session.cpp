@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/audit_writer.hpp"
 #include "proxy/connection_limiter.hpp"
 #include "proxy/forward/forward_session.hpp"
 #include "proxy/tunnel/tunnel_session.hpp"
@@ -11,12 +10,6 @@ namespace egressgate::proxy {
 
 using audit::CloseReason;
 using std::chrono::steady_clock;
-
-void WorkerContext::conclude(const audit::Record& record, audit::CountedBytes counted) {
-    audit.write(audit::format_line(record));
-    std::lock_guard lock(counters_mutex);
-    counters.add(record, counted);
-}
 
 audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::string connection_id) {
     audit::Record record;
@@ -51,10 +44,11 @@ void ClientSession::start() {
     asio::co_spawn(client_.get_executor(), run(shared_from_this()), ExitHandler{shared_from_this()});
 }
 
+// Bytes in flight are cut off: both peers are told by a reset, so that neither takes what it
+// got for the whole transfer.
 void ClientSession::shutdown() {
-    end_with(CloseReason::shutdown);
     dialer_.cancel();
-    close_sockets();
+    reset_both(CloseReason::shutdown);
 }
 
 awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSession> self) {
@@ -119,7 +113,9 @@ awaitable<bool> ClientSession::dial(const policy::Target& target) {
     // writing (session tickets go out during reads), and such clients are few.
     watching_client_ = !client_.is_tls();
     if (watching_client_) {
-        dial_watch_.spawn(watch_client_during_dial(), [this](std::exception_ptr e) { end_after_exception(e); });
+        // The watch holds the session: should the dial below throw, the watch still has it.
+        dial_watch_.spawn(watch_client_during_dial(shared_from_this()),
+                          [this](std::exception_ptr e) { end_after_exception(e); });
     }
     enter(Phase::resolving, config_->dns.timeout);
     const Resolution resolution = co_await dialer_.resolve(*config_, target);
@@ -162,7 +158,7 @@ awaitable<void> ClientSession::refuse_dial(const ConnectResult& result) {
 // While the proxy resolves and connects, the client may leave (an agent that gave up after
 // its own timeout): reading it is the only way to know, so what it sends meanwhile is kept for
 // the upstream, up to kMaxPipelinedBytes.
-awaitable<void> ClientSession::watch_client_during_dial() {
+awaitable<void> ClientSession::watch_client_during_dial([[maybe_unused]] std::shared_ptr<ClientSession> self) {
     while (watching_client_ && pipelined_.size() < kMaxPipelinedBytes) {
         error_code ec;
         const std::size_t n =
@@ -201,11 +197,18 @@ awaitable<void> ClientSession::reject(const http::Refusal& refusal) {
     co_await asio::async_write(client_, asio::buffer(response), with_error(ec));
     if (ec) co_return;  // nothing was sent: the status stays 0
     record_.status = refusal.status();
-    // Read what the client still sends until it closes, so that closing with unread bytes does
-    // not reset the connection before the client has read our answer.
+    co_await linger_then_close();
+}
+
+// Reads what the client still sends until it closes (or kRejectLinger passes), so that closing
+// with unread bytes does not reset the connection before the client has read our answer.
+awaitable<void> ClientSession::linger_then_close() {
+    if (phase_ != Phase::rejecting) enter(Phase::rejecting, kRejectLinger);
     client_.shutdown_send();
     if (!head_chunk_) head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
+    error_code ec;
     while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
+    close_sockets();
 }
 
 void ClientSession::record_decision(const policy::Decision& decision) {
@@ -238,6 +241,7 @@ void ClientSession::close_sockets() {
 void ClientSession::enter(Phase phase, std::chrono::milliseconds budget) {
     const auto now = steady_clock::now();
     phase_ = phase;
+    timed_out_ = false;  // a new phase, a new deadline
     phase_deadline_ = now + budget;
     const bool long_lived = phase == Phase::tunneling || phase == Phase::exchanging;
     if (long_lived && next_progress_ == steady_clock::time_point::max()) {
@@ -275,10 +279,11 @@ void ClientSession::on_deadline() {
     case Phase::connecting:
     case Phase::awaiting_response: upstream_.close(ignored); break;
     case Phase::tunneling:
-    case Phase::exchanging:
         end_with(CloseReason::idle_timeout);
         close_sockets();
         break;
+    // A response cut off mid-body must not look complete (a body delimited by close would).
+    case Phase::exchanging: reset_both(CloseReason::idle_timeout); break;
     case Phase::rejecting:
     case Phase::closing: close_sockets(); break;
     }

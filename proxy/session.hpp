@@ -88,6 +88,8 @@ public:
     awaitable<bool> dial(const policy::Target& target);
     // Answers with the refusal, lingers for the client to read it, and records what was sent.
     awaitable<void> reject(const http::Refusal& refusal);
+    // Half-closes the client and reads what it still sends for up to kRejectLinger, then closes.
+    awaitable<void> linger_then_close();
     void record_decision(const policy::Decision& decision);
     void enter(Phase phase, std::chrono::milliseconds budget);
     // Sets why the connection ends, unless something else already did.
@@ -105,7 +107,7 @@ public:
 private:
     awaitable<void> run(std::shared_ptr<ClientSession> self);
     awaitable<void> dispatch(const http::MessageHead& head);
-    awaitable<void> watch_client_during_dial();
+    awaitable<void> watch_client_during_dial(std::shared_ptr<ClientSession> self);
     void stop_watching_client();
     awaitable<void> refuse_dial(const ConnectResult& result);
     void on_deadline();

@@ -1,18 +1,10 @@
 #include "proxy/dns/dialer.hpp"
 
+
 #include <cerrno>
+#include "proxy/resource_shortage.hpp"
 
 namespace egressgate::proxy {
-
-namespace {
-
-// The kernel is out of room for another socket: not the destination's fault.
-bool is_resource_shortage(const error_code& ec) {
-    return ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
-           ec == asio::error::no_memory;
-}
-
-}  // namespace
 
 asio::ip::address to_asio(const policy::IpAddress& address) {
     const auto& b = address.bytes();

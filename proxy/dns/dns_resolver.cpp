@@ -160,6 +160,16 @@ std::shared_ptr<DnsLookup> DnsResolver::lookup(const std::string& name) {
 
 // Answers and names that do not exist are cached (the latter for dns::kNegativeTtl); a resolver
 // that failed or timed out is asked again next time.
+void DnsResolver::shutdown() {
+    ares_cancel(channel_);  // each pending query's callback runs now, with ARES_ECANCELLED
+    timer_.cancel();
+    for (auto& [fd, socket] : sockets_) {
+        error_code ignored;
+        socket->closed = true;
+        socket->descriptor.cancel(ignored);
+    }
+}
+
 void DnsResolver::on_answer(void* query, int status, int /*timeouts*/, ares_addrinfo* result) {
     std::unique_ptr<PendingQuery> pending(static_cast<PendingQuery*>(query));
     std::chrono::seconds ttl{0};

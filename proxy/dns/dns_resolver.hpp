@@ -57,6 +57,9 @@ public:
 
     // Starts a lookup of A and AAAA records, or answers it from the cache at once.
     std::shared_ptr<DnsLookup> lookup(const std::string& name);
+    // The worker is stopping: every query still out is answered as abandoned now, and nothing
+    // of c-ares' (timer, socket waits) keeps the event loop busy until its timeout.
+    void shutdown();
 
 private:
     struct SocketWatch;

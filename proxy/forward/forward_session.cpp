@@ -16,9 +16,24 @@ std::string authority_of(const policy::Target& target) { return target.host + ":
 
 }  // namespace
 
-ForwardSession::ForwardSession(ClientSession& session) : session_(session), upload_(session.client().get_executor()) {}
+ForwardSession::ForwardSession(ClientSession& session) : session_(session), upload_(session) {}
 
+// The upload refers to this object: if anything here throws (a bug, or memory), the upload is
+// ended and waited for before the exception leaves, so that it never outlives what it uses.
 awaitable<void> ForwardSession::run() {
+    std::exception_ptr failure;
+    try {
+        co_await serve_requests();
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    if (!failure) co_return;
+    session_.reset_both(CloseReason::internal_error);
+    co_await upload_.stop();
+    std::rethrow_exception(failure);
+}
+
+awaitable<void> ForwardSession::serve_requests() {
     for (;;) {
         const bool again = co_await forward_request(session_.parser().head());
         if (!again) co_return;
@@ -72,7 +87,7 @@ awaitable<bool> ForwardSession::forward_request(const http::MessageHead& head) {
 // The upstream connection of the previous request is reused only for the same host:port.
 awaitable<bool> ForwardSession::reach_upstream(const policy::Target& target, bool& reused) {
     const std::string authority = authority_of(target);
-    reused = session_.upstream().is_open() && response_parser_ && authority == upstream_authority_;
+    reused = session_.upstream().is_open() && response_parser_ && !upstream_spent_ && authority == upstream_authority_;
     if (reused) co_return true;
     drop_upstream();
     const bool connected = co_await session_.dial(target);
@@ -95,21 +110,19 @@ awaitable<ForwardSession::ResponseEnd> ForwardSession::exchange(const http::Mess
     error_code ec;
     co_await asio::async_write(session_.upstream(), asio::buffer(request_head), with_error(ec));
     if (ec && may_retry) {
-        upstream_spent_ = true;
+        // Closed here, so that the retry dials afresh: a socket whose write failed is not
+        // written again (Asio gives up on it without a readiness event to wake it).
+        drop_upstream();
         co_return ResponseEnd::stale_upstream;
     }
     if (ec) {
+        upstream_spent_ = true;
         co_await session_.reject(http::Refusal(http::Failure::upstream_failed, "the upstream closed the connection"));
         co_return ResponseEnd::upstream_failed;
     }
-    upload_failed_ = false;
-    stopping_upload_ = false;
-    upload_failure_.reset();
     close_client_after_ = false;
     upstream_spent_ = false;
-    if (!request_sent_) {  // a retry has no body left to send
-        upload_.spawn(upload_body(), [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); });
-    }
+    upload_.start(std::span(buffers_.get(), kTunnelBufferBytes));
     const ResponseEnd end = co_await relay_response(head, may_retry);
     if (end == ResponseEnd::stale_upstream) {
         co_await upload_.wait();  // a bodiless request's upload ends at once
@@ -123,32 +136,26 @@ awaitable<ForwardSession::ResponseEnd> ForwardSession::exchange(const http::Mess
 awaitable<bool> ForwardSession::conclude_exchange(const http::MessageHead& head, ResponseEnd end) {
     // An upstream that answered before the request body ended leaves the rest of that body
     // unread on the client connection: nothing after it can be parsed safely.
-    const bool clean = end == ResponseEnd::complete && upload_.running() == 0 && !upload_failed_;
+    const bool body_unread = end == ResponseEnd::complete && upload_.running();
+    const bool clean = end == ResponseEnd::complete && !upload_.running() && !upload_.failed();
     if (!clean) {
-        co_await stop_upload();
-        if (upload_failure_) {
-            session_.reset_both(*upload_failure_);  // a cut-off request body must not look whole upstream
+        co_await upload_.stop();
+        if (const auto client_failure = upload_.client_failure()) {
+            session_.reset_both(*client_failure);  // a cut-off request body must not look whole upstream
         } else if (end == ResponseEnd::client_failed) {
             session_.reset_both(CloseReason::client_reset);
+        } else if (body_unread) {
+            // Closing with the body unread would reset the connection, and some clients drop a
+            // response they already have when the reset comes: let it read the answer first.
+            drop_upstream();
+            co_await session_.linger_then_close();
         } else {
             session_.close_sockets();
         }
     }
     if (upstream_spent_) drop_upstream();
-    request_sent_ = false;
+    upload_.reset();
     co_return clean && head.keep_alive && !close_client_after_;
-}
-
-// Ends the upload if it still runs: its pending reads of the client and writes to the upstream
-// are cancelled, and it is waited for, so that nothing else reads the client meanwhile.
-awaitable<void> ForwardSession::stop_upload() {
-    if (upload_.running() > 0) {
-        stopping_upload_ = true;
-        error_code ignored;
-        session_.client().socket().cancel(ignored);
-        session_.upstream().cancel(ignored);
-    }
-    co_await upload_.wait();
 }
 
 void ForwardSession::drop_upstream() {
@@ -156,52 +163,6 @@ void ForwardSession::drop_upstream() {
     session_.upstream().close(ignored);
     response_parser_.reset();
     response_pending_.clear();
-}
-
-// Client -> upstream: the request body, decoded by the request parser and framed again
-// (Content-Length bodies as they are, chunked bodies re-chunked without trailers).
-awaitable<void> ForwardSession::upload_body() {
-    auto& parser = session_.parser();
-    auto& pipelined = session_.pipelined();
-    auto& record = session_.record();
-    const bool chunked = parser.head().framing == http::BodyFraming::chunked;
-    std::span<char> buffer(buffers_.get(), kTunnelBufferBytes);
-    std::string framed;
-    for (;;) {
-        const auto status = parser.feed(pipelined);
-        pipelined.erase(0, parser.consumed());
-        if (status == http::MessageParser::Status::error) {
-            upload_failure_ = CloseReason::malformed_request;
-            break;
-        }
-        std::string& body = parser.body();
-        framed.clear();
-        if (chunked) http::append_chunk(framed, body);
-        else framed.swap(body);
-        record.bytes_up += chunked ? body.size() : framed.size();
-        body.clear();
-        const bool done = status == http::MessageParser::Status::message_complete;
-        if (done && chunked) framed += http::kLastChunk;
-        error_code ec;
-        if (!framed.empty()) co_await asio::async_write(session_.upstream(), asio::buffer(framed), with_error(ec));
-        if (ec) break;  // the upstream side: relay_response hears about it
-        session_.last_activity() = steady_clock::now();
-        if (done) {
-            request_sent_ = true;
-            co_return;
-        }
-        const std::size_t n =
-            co_await session_.client().async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
-        if (n == 0) {
-            if (!stopping_upload_) upload_failure_ = is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset;
-            break;
-        }
-        pipelined.append(buffer.data(), n);
-    }
-    upload_failed_ = true;
-    // A request body the client broke off must not look whole to the origin, and nothing is
-    // left to wait for: both sides are reset now, not at the idle deadline.
-    if (upload_failure_) session_.reset_both(*upload_failure_);
 }
 
 awaitable<bool> ForwardSession::write_to_client(std::string_view bytes) {
@@ -218,12 +179,14 @@ awaitable<bool> ForwardSession::write_to_client(std::string_view bytes) {
 awaitable<ForwardSession::ResponseEnd> ForwardSession::fail_response(bool answered, bool may_retry, bool heard_back,
                                                                      http::Failure failure, const std::string& detail) {
     upstream_spent_ = true;
-    if (may_retry && !heard_back) co_return ResponseEnd::stale_upstream;
+    // A reused upstream that closed before a word of the answer: the request can go again,
+    // unless it stayed silent until the deadline (that is the origin's answer).
+    if (may_retry && !heard_back && !session_.timed_out()) co_return ResponseEnd::stale_upstream;
     if (answered) {
         session_.reset_both(CloseReason::upstream_reset);
         co_return ResponseEnd::upstream_failed;
     }
-    co_await stop_upload();  // reject() reads the client: nothing else may
+    co_await upload_.stop();  // reject() reads the client: nothing else may
     session_.record().bytes_down = 0;
     co_await session_.reject(http::Refusal(failure, detail));
     co_return ResponseEnd::upstream_failed;
@@ -282,7 +245,11 @@ awaitable<ForwardSession::ResponseEnd> ForwardSession::relay_response(const http
         if (done && chunked_to_client) outbound_ += http::kLastChunk;
         const bool written = co_await write_to_client(outbound_);
         if (!written) co_return ResponseEnd::client_failed;
-        if (done && answered) co_return ResponseEnd::complete;
+        if (done && answered) {
+            // Bytes behind a complete response were not asked for: the connection is not reused.
+            if (!response_pending_.empty()) upstream_spent_ = true;
+            co_return ResponseEnd::complete;
+        }
         if (done) continue;  // an interim response ended: the final one follows
         if (upstream_ended) {
             const auto end = co_await fail_response(answered, may_retry, heard_back, http::Failure::upstream_failed,
@@ -298,7 +265,7 @@ awaitable<ForwardSession::ResponseEnd> ForwardSession::relay_response(const http
             heard_back = true;
             continue;
         }
-        if (upload_failure_) co_return ResponseEnd::client_failed;  // the upload reset both sides
+        if (upload_.client_failure()) co_return ResponseEnd::client_failed;  // the upload reset both sides
         if (is_end_of_stream(ec)) {
             upstream_ended = true;
             continue;

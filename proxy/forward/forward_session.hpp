@@ -11,8 +11,7 @@
 #include "http/message.hpp"
 #include "policy/host.hpp"
 #include "proxy/asio.hpp"
-#include "proxy/task_group.hpp"
-#include "audit/audit_record.hpp"
+#include "proxy/forward/request_upload.hpp"
 
 namespace egressgate::proxy {
 
@@ -33,16 +32,15 @@ private:
         stale_upstream,   // a kept-alive upstream had closed before this request: try a fresh one
     };
 
+    awaitable<void> serve_requests();
     awaitable<bool> forward_request(const http::MessageHead& head);
     awaitable<bool> reach_upstream(const policy::Target& target, bool& reused);
     awaitable<ResponseEnd> exchange(const http::MessageHead& head, const http::AbsoluteTarget& target, bool may_retry);
     awaitable<bool> conclude_exchange(const http::MessageHead& head, ResponseEnd end);
-    awaitable<void> upload_body();
     awaitable<ResponseEnd> relay_response(const http::MessageHead& request, bool may_retry);
     awaitable<ResponseEnd> fail_response(bool answered, bool may_retry, bool heard_back, http::Failure failure,
                                          const std::string& detail);
     awaitable<bool> write_to_client(std::string_view bytes);
-    awaitable<void> stop_upload();
     void drop_upstream();
 
     ClientSession& session_;
@@ -51,12 +49,8 @@ private:
     std::string response_pending_;    // upstream bytes not parsed yet
     std::string outbound_;            // framed bytes on their way to a peer
     std::unique_ptr<char[]> buffers_;  // two kTunnelBufferBytes halves: upload, response
-    TaskGroup upload_;                 // the request body, streaming up while the response comes down
+    RequestUpload upload_;
     // Per exchange.
-    bool upload_failed_ = false;
-    bool stopping_upload_ = false;
-    std::optional<audit::CloseReason> upload_failure_;  // the client broke the upload: how
-    bool request_sent_ = false;        // the whole request body went up (reset per request)
     bool close_client_after_ = false;  // the response was delimited by close, or the client asked
     bool upstream_spent_ = false;      // the upstream connection cannot carry another request
 };

@@ -1,5 +1,6 @@
 #include "proxy/tunnel/splice_pump.hpp"
 
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <tuple>
 
 #include <spdlog/spdlog.h>
+#include "proxy/resource_shortage.hpp"
 
 namespace egressgate::proxy {
 
@@ -104,8 +106,6 @@ std::size_t send_once(int to, std::span<const char> bytes) {
         if (errno != EINTR) return kSendFailed;
     }
 }
-
-bool is_resource_shortage(int error) { return error == EMFILE || error == ENFILE || error == ENOMEM; }
 
 class SplicePump {
 public:
@@ -201,7 +201,9 @@ private:
             }
             // 0 would mean an empty pipe while bytes are counted in flight: no progress is
             // possible, so the direction fails rather than spin.
-            if (n == 0 || errno != EAGAIN) co_return PumpEnd::sink_failed;
+            if (n == 0) co_return PumpEnd::sink_failed;
+            if (is_resource_shortage(errno)) co_return PumpEnd::resource_exhausted;
+            if (errno != EAGAIN) co_return PumpEnd::sink_failed;
             error_code ec;
             co_await sink_.async_wait(tcp::socket::wait_write, with_error(ec));
             if (ec) co_return PumpEnd::sink_failed;

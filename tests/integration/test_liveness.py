@@ -228,5 +228,56 @@ class WatchdogListener:
         self.sock.close()
 
 
+class CleanStopTest(unittest.TestCase):
+    """A stop that nothing holds up is clean: exit 0, no worker called stuck."""
+
+    def test_sigterm_with_a_dns_query_in_flight_exits_0(self):
+        # Regression: an abandoned lookup kept c-ares' timer and socket waits in the worker's
+        # event loop until dns.timeout_ms, so every stop with a query out said "stuck" and
+        # exited 1 (a failed unit under systemd).
+        from hostile import SilentDnsServer
+        dns = SilentDnsServer()
+        self.addCleanup(dns.close)
+        with tempfile.TemporaryDirectory(prefix="egressgate-clean-stop-") as tmp:
+            workdir = Path(tmp)
+            config = base_config(workdir, ports=[443], dns_hosts={}, dns_timeout_ms=60000)
+            config["dns"]["servers"] = [f"127.0.0.1:{dns.port}"]
+            config["proxy"]["drain_timeout_ms"] = DRAIN_MS
+            proxy = Proxy(config, workdir)
+            proxy.start()
+            try:
+                with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+                    sock.sendall(b"CONNECT pending.blob.core.windows.net:443 HTTP/1.1\r\n\r\n")
+                    self.assertTrue(dns.queried.wait(5), "the proxy never asked the DNS server")
+                    proxy.proc.send_signal(signal.SIGTERM)
+                    code = wait_exit(proxy, None, DRAIN_MS / 1000 + 1 + EXIT_SLACK)
+            finally:
+                if proxy.alive():
+                    kill_and_reap(proxy, None)
+            stderr = proxy.stderr()
+            proxy.stop()
+        self.assertEqual(code, 0, f"exit status {code}\n{stderr}")
+        self.assertNotIn("stuck", stderr)
+
+    def test_a_start_up_error_is_reported_not_mistaken_for_stuck_workers(self):
+        # Regression: when the admin endpoint could not bind, the server's destructor waited for
+        # worker threads that never started, called them stuck and left with exit 1, and the
+        # bind error itself was never printed.
+        with socket.socket() as taken, tempfile.TemporaryDirectory(prefix="egressgate-bad-start-") as tmp:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            workdir = Path(tmp)
+            config = base_config(workdir, ports=[443])
+            config["admin"]["listen"] = f"127.0.0.1:{taken.getsockname()[1]}"
+            proxy = Proxy(config, workdir)
+            with self.assertRaises(RuntimeError) as failed:
+                proxy.start()  # exits before it says it is listening
+            proxy.stop()
+        message = str(failed.exception)
+        self.assertIn("exited with 1", message)
+        self.assertIn("ddress already in use", message)
+        self.assertNotIn("stuck", message)
+
+
 if __name__ == "__main__":
     unittest.main()
