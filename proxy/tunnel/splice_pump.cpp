@@ -107,143 +107,115 @@ std::size_t send_once(int to, std::span<const char> bytes) {
     }
 }
 
-class SplicePump {
-public:
-    SplicePump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message, std::uint64_t& bytes,
-               std::chrono::steady_clock::time_point& last_activity)
-        : source_(source), sink_(sink), pipe_(pipe), message_(message), bytes_(bytes), last_activity_(last_activity) {}
-
-    awaitable<PumpEnd> run() {
-        for (;;) {
-            std::optional<PumpEnd> end;  // no co_await inside ?: (see asio.hpp)
-            switch (mode_) {
-            case Mode::messages: end = co_await copy_step(message_); break;
-            case Mode::splicing: end = co_await splice_step(); break;
-            case Mode::copying: end = co_await copy_step(std::span(copy_buffer_.get(), kCopyFallbackBytes)); break;
-            }
-            if (end) co_return *end;
-        }
-    }
-
-private:
-    enum class Mode {
-        messages,  // small reads by copy through the 512-byte message buffer
-        splicing,  // a stream: source -> pipe -> sink, never through user space
-        copying,   // a stream without a pipe: by copy through kCopyFallbackBytes
-    };
-
-    // One read and its delivery. Asio tries the read at once and waits only if it would block,
-    // without the epoll_ctl that a readiness wait costs: messages are cheapest this way.
-    awaitable<std::optional<PumpEnd>> copy_step(std::span<char> buffer) {
-        pipe_.release();
-        error_code ec;
-        const std::size_t got = co_await source_.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
-        if (got == 0) {
-            if (!is_end_of_stream(ec)) co_return PumpEnd::source_failed;
-            shutdown_send(sink_);
-            co_return PumpEnd::eof;
-        }
-        last_activity_ = std::chrono::steady_clock::now();
-        const bool delivered = co_await send_all(buffer.first(got));
-        if (!delivered) co_return PumpEnd::sink_failed;
-        if (mode_ == Mode::messages && got == buffer.size()) mode_ = Mode::splicing;  // a full read: a stream
-        co_return std::nullopt;
-    }
-
-    awaitable<bool> send_all(std::span<const char> bytes) {
-        while (!bytes.empty()) {
-            const std::size_t sent = send_once(sink_.native_handle(), bytes);
-            if (sent == kSendFailed) co_return false;
-            bytes_ += sent;
-            bytes = bytes.subspan(sent);
-            if (bytes.empty()) break;
-            error_code ec;
-            co_await sink_.async_wait(tcp::socket::wait_write, with_error(ec));  // backpressure
-            if (ec) co_return false;
-        }
-        last_activity_ = std::chrono::steady_clock::now();
-        co_return true;
-    }
-
-    awaitable<std::optional<PumpEnd>> splice_step() {
-        if (!pipe_.is_open() && !pipe_.open()) co_return fall_back_to_copying(errno);
-        const ssize_t n = splice_once(source_.native_handle(), pipe_.write_fd(), kSpliceChunkBytes);
-        if (n == 0) {
-            shutdown_send(sink_);
-            co_return PumpEnd::eof;
-        }
-        if (n > 0) {
-            pipe_.in_flight = static_cast<std::size_t>(n);
-            last_activity_ = std::chrono::steady_clock::now();
-            const auto drained = co_await drain_pipe();
-            co_return drained;
-        }
-        if (errno == EAGAIN) {
-            // The source had nothing to read: wait for it without holding a pipe.
-            pipe_.release();
-            error_code ec;
-            co_await source_.async_wait(tcp::socket::wait_read, with_error(ec));
-            if (ec) co_return PumpEnd::source_failed;
-            co_return std::nullopt;
-        }
-        if (is_resource_shortage(errno)) co_return fall_back_to_copying(errno);
-        co_return PumpEnd::source_failed;
-    }
-
-    // Whatever is in the pipe goes to the sink; a full sink is waited for (backpressure).
-    awaitable<std::optional<PumpEnd>> drain_pipe() {
-        while (pipe_.in_flight > 0) {
-            const ssize_t n = splice_once(pipe_.read_fd(), sink_.native_handle(), pipe_.in_flight);
-            if (n > 0) {
-                pipe_.in_flight -= static_cast<std::size_t>(n);
-                bytes_ += static_cast<std::uint64_t>(n);
-                continue;
-            }
-            // 0 would mean an empty pipe while bytes are counted in flight: no progress is
-            // possible, so the direction fails rather than spin.
-            if (n == 0) co_return PumpEnd::sink_failed;
-            if (is_resource_shortage(errno)) co_return PumpEnd::resource_exhausted;
-            if (errno != EAGAIN) co_return PumpEnd::sink_failed;
-            error_code ec;
-            co_await sink_.async_wait(tcp::socket::wait_write, with_error(ec));
-            if (ec) co_return PumpEnd::sink_failed;
-        }
-        last_activity_ = std::chrono::steady_clock::now();
-        co_return std::nullopt;
-    }
-
-    // No pipe for this direction: keep moving its bytes by copy if a buffer can be had.
-    std::optional<PumpEnd> fall_back_to_copying(int error) {
-        copy_buffer_.reset(new (std::nothrow) char[kCopyFallbackBytes]);
-        if (!copy_buffer_) return PumpEnd::resource_exhausted;
-        mode_ = Mode::copying;
-        static std::atomic<bool> logged{false};
-        if (!logged.exchange(true)) {
-            spdlog::warn("no splice pipe for a tunnel ({}): its bytes go by copy; raise the descriptor limit",
-                         std::strerror(error));
-        }
-        return std::nullopt;
-    }
-
-    tcp::socket& source_;
-    tcp::socket& sink_;
-    SplicePipe& pipe_;
-    std::span<char> message_;
-    std::uint64_t& bytes_;
-    std::chrono::steady_clock::time_point& last_activity_;
-    Mode mode_ = Mode::messages;
-    std::unique_ptr<char[]> copy_buffer_;
+// What a direction moves its bytes with now.
+enum class Mode {
+    messages,  // small reads by copy through the 512-byte message buffer
+    splicing,  // a stream: source -> pipe -> sink, never through user space
+    copying,   // a stream without a pipe: by copy through kCopyFallbackBytes
 };
+
+// One splice from the pipe to the sink: the bytes moved, 0 when the sink is full (wait for it),
+// nothing when the direction has failed.
+std::optional<std::size_t> drain_once(SplicePipe& pipe, tcp::socket& sink, std::optional<PumpEnd>& end) {
+    const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), pipe.in_flight);
+    if (n > 0) {
+        pipe.in_flight -= static_cast<std::size_t>(n);
+        return static_cast<std::size_t>(n);
+    }
+    // 0 would mean an empty pipe while bytes are counted in flight: no progress is possible, so
+    // the direction fails rather than spin.
+    if (n < 0 && errno == EAGAIN) return 0;
+    end = n < 0 && is_resource_shortage(errno) ? PumpEnd::resource_exhausted : PumpEnd::sink_failed;
+    return std::nullopt;
+}
+
+// No pipe for this direction: keep moving its bytes by copy if a buffer can be had.
+bool fall_back_to_copying(std::unique_ptr<char[]>& copy_buffer, int error) {
+    copy_buffer.reset(new (std::nothrow) char[kCopyFallbackBytes]);
+    if (!copy_buffer) return false;
+    static std::atomic<bool> logged{false};
+    if (!logged.exchange(true)) {
+        spdlog::warn("no splice pipe for a tunnel ({}): its bytes go by copy; raise the descriptor limit",
+                     std::strerror(error));
+    }
+    return true;
+}
 
 }  // namespace
 
+// One coroutine frame per direction, with every wait in it: an idle tunnel's two directions
+// each hold this frame and nothing more.
 awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message,
                                std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity) {
     // Both sockets are already non-blocking: Asio made them so for the reads and the connect
     // that came before.
-    SplicePump pump(source, sink, pipe, message, bytes, last_activity);
-    const PumpEnd end = co_await pump.run();
-    co_return end;
+    Mode mode = Mode::messages;
+    std::unique_ptr<char[]> copy_buffer;
+    for (;;) {
+        error_code ec;
+        if (mode == Mode::splicing) {
+            if (!pipe.is_open() && !pipe.open()) {
+                if (!fall_back_to_copying(copy_buffer, errno)) co_return PumpEnd::resource_exhausted;
+                mode = Mode::copying;
+                continue;
+            }
+            const ssize_t n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
+            if (n == 0) {
+                shutdown_send(sink);
+                co_return PumpEnd::eof;
+            }
+            if (n < 0 && errno == EAGAIN) {
+                // The source had nothing to read: wait for it without holding a pipe.
+                pipe.release();
+                co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
+                if (ec) co_return PumpEnd::source_failed;
+                continue;
+            }
+            if (n < 0 && is_resource_shortage(errno)) {
+                if (!fall_back_to_copying(copy_buffer, errno)) co_return PumpEnd::resource_exhausted;
+                mode = Mode::copying;
+                continue;
+            }
+            if (n < 0) co_return PumpEnd::source_failed;
+            pipe.in_flight = static_cast<std::size_t>(n);
+            last_activity = std::chrono::steady_clock::now();
+            // Whatever is in the pipe goes to the sink; a full sink is waited for (backpressure).
+            while (pipe.in_flight > 0) {
+                std::optional<PumpEnd> end;
+                const auto moved = drain_once(pipe, sink, end);
+                if (!moved) co_return *end;
+                bytes += *moved;
+                if (*moved > 0) continue;
+                co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));
+                if (ec) co_return PumpEnd::sink_failed;
+            }
+            last_activity = std::chrono::steady_clock::now();
+            continue;
+        }
+        // By copy. Asio tries the read at once and waits only if it would block, without the
+        // epoll_ctl that a readiness wait costs: messages are cheapest this way.
+        const std::span<char> buffer = mode == Mode::messages ? message : std::span(copy_buffer.get(), kCopyFallbackBytes);
+        pipe.release();
+        const std::size_t got = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
+        if (got == 0) {
+            if (!is_end_of_stream(ec)) co_return PumpEnd::source_failed;
+            shutdown_send(sink);
+            co_return PumpEnd::eof;
+        }
+        last_activity = std::chrono::steady_clock::now();
+        std::span<const char> rest = buffer.first(got);
+        while (!rest.empty()) {
+            const std::size_t sent = send_once(sink.native_handle(), rest);
+            if (sent == kSendFailed) co_return PumpEnd::sink_failed;
+            bytes += sent;
+            rest = rest.subspan(sent);
+            if (rest.empty()) break;
+            co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));  // backpressure
+            if (ec) co_return PumpEnd::sink_failed;
+        }
+        last_activity = std::chrono::steady_clock::now();
+        if (mode == Mode::messages && got == buffer.size()) mode = Mode::splicing;  // a full read: a stream
+    }
 }
 
 }  // namespace egressgate::proxy
