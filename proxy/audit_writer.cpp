@@ -8,6 +8,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
+#include <vector>
+#include <algorithm>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -19,43 +22,74 @@ namespace {
 // never split across two writes unless it is itself this long.
 constexpr std::size_t kMaxWriteBytes = 1 << 20;
 
-// All of `bytes`, retried on EINTR and short writes. False: the disk refused (errno says why).
-bool write_fully(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+// Writes `bytes`, retried on EINTR and short writes, and returns how many went out: fewer than
+// all when the disk refused (errno says why; ENOSPC for a write that made no progress).
+std::size_t write_all(int fd, std::string_view bytes) {
+    std::size_t written = 0;
+    while (written < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        bytes.remove_prefix(static_cast<std::size_t>(n));
+        if (n == 0) errno = ENOSPC;
+        if (n <= 0) break;
+        written += static_cast<std::size_t>(n);
     }
-    return true;
+    return written;
+}
+
+bool write_fully(int fd, std::string_view bytes) { return write_all(fd, bytes) == bytes.size(); }
+
+
+// Opens `path` for appending (creating it 0640) and ends a line a crash cut off. Throws
+// std::runtime_error naming the path.
+int open_for_append(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) throw std::runtime_error("audit.path: cannot open \"" + path + "\" for appending: " + std::strerror(errno));
+    // O_APPEND writes land at the end; reading the last byte needs a descriptor of its own.
+    const int reader = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (reader < 0) return fd;
+    struct stat st {};
+    char last = '\n';
+    const bool cut = ::fstat(reader, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+                     ::pread(reader, &last, 1, st.st_size - 1) == 1 && last != '\n';
+    ::close(reader);
+    if (cut && !write_fully(fd, "\n")) {
+        const int error = errno;
+        ::close(fd);
+        throw std::runtime_error("audit.path: cannot end the cut-off last line of \"" + path + "\": " + std::strerror(error));
+    }
+    if (cut) spdlog::warn("audit file {} ended in a cut-off line (a crash?): ended it with a newline", path);
+    return fd;
 }
 
 }  // namespace
 
-AuditWriter::AuditWriter(const std::string& path) : fd_(STDOUT_FILENO), owns_fd_(path != "-") {
-    if (owns_fd_) {
-        fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (fd_ < 0) {
-            throw std::runtime_error("audit.path: cannot open \"" + path + "\" for appending: " + std::strerror(errno));
-        }
-        // O_APPEND writes land at the end; pread needs the file readable, so read the tail apart.
-        const int reader = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (reader >= 0) {
-            struct stat st {};
-            char last = '\n';
-            const bool cut = ::fstat(reader, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-                             ::pread(reader, &last, 1, st.st_size - 1) == 1 && last != '\n';
-            ::close(reader);
-            if (cut && !write_fully(fd_, "\n")) {
-                const int error = errno;
-                ::close(fd_);
-                throw std::runtime_error("audit.path: cannot end the cut-off last line of \"" + path + "\": " +
-                                         std::strerror(error));
-            }
-            if (cut) spdlog::warn("audit file {} ended in a cut-off line (a crash?): ended it with a newline", path);
-        }
-    }
+AuditWriter::AuditWriter(const std::string& path)
+    : path_(path), fd_(path == "-" ? STDOUT_FILENO : open_for_append(path)), owns_fd_(path != "-") {
     thread_ = std::thread([this] { run(); });
+}
+
+void AuditWriter::reopen() {
+    {
+        std::lock_guard lock(mutex_);
+        reopen_requested_ = true;
+    }
+    wake_.notify_one();
+}
+
+// After log rotation moved the file away: lines written so far went to the old file, the next
+// batch goes to a new one at the configured path. If it cannot be opened, writing goes on into
+// the old one, so nothing is lost.
+void AuditWriter::switch_files() {
+    if (!owns_fd_) return;
+    try {
+        const int next = open_for_append(path_);
+        ::close(fd_);
+        fd_ = next;
+        line_cut_ = false;  // open_for_append ended any cut line of the new file
+        spdlog::info("audit: reopened {}", path_);
+    } catch (const std::exception& e) {
+        spdlog::error("{}; still writing to the file that was open", e.what());
+    }
 }
 
 AuditWriter::~AuditWriter() {
@@ -94,16 +128,19 @@ std::uint64_t AuditWriter::dropped_lines() const {
 // Takes the whole queue at once and writes it outside the lock: few system calls per batch.
 void AuditWriter::run() {
     std::deque<std::string> batch;
+    bool reopen = false;
     for (;;) {
         {
             std::unique_lock lock(mutex_);
-            wake_.wait_for(lock, kAuditFlushInterval, [this] { return stopping_ || queue_.size() >= kAuditBatchLines; });
-            if (queue_.empty() && stopping_) return;
+            wake_.wait_for(lock, kAuditFlushInterval,
+                           [this] { return stopping_ || reopen_requested_ || queue_.size() >= kAuditBatchLines; });
+            if (queue_.empty() && stopping_ && !reopen_requested_) return;
             batch.swap(queue_);
+            reopen = std::exchange(reopen_requested_, false);
         }
-        if (batch.empty()) continue;
-        write_batch(batch);
+        if (!batch.empty()) write_batch(batch);
         batch.clear();
+        if (reopen) switch_files();
     }
 }
 
@@ -112,27 +149,34 @@ void AuditWriter::run() {
 void AuditWriter::write_batch(const std::deque<std::string>& batch) {
     std::string block;
     block.reserve(kMaxWriteBytes);
-    std::uint64_t lines_in_block = 0;
+    std::vector<std::size_t> line_ends;  // offsets in block where each line ends
     const auto flush = [&] {
         if (block.empty()) return;
-        if (!write_fully(fd_, block)) {
+        // A write the disk cut off mid-line left a partial line: it gets its newline before the
+        // next block, so that the next line stays whole and a line of its own.
+        if (line_cut_) line_cut_ = !write_fully(fd_, "\n");
+        const std::size_t written = line_cut_ ? 0 : write_all(fd_, block);
+        if (written < block.size()) {
             const int error = errno;
+            const auto whole = std::upper_bound(line_ends.begin(), line_ends.end(), written) - line_ends.begin();
+            const std::uint64_t lost = line_ends.size() - static_cast<std::size_t>(whole);
+            line_cut_ = line_cut_ || (written > 0 && (whole == 0 || line_ends[whole - 1] != written));
             {
                 std::lock_guard lock(mutex_);
-                dropped_ += lines_in_block;
+                dropped_ += lost;
             }
             if (const auto held_back = write_failures_.admit()) {
-                spdlog::error("audit: cannot write {} lines: {} ({} more failed writes not logged)", lines_in_block,
+                spdlog::error("audit: cannot write {} lines: {} ({} more failed writes not logged)", lost,
                               std::strerror(error), *held_back);
             }
         }
         block.clear();
-        lines_in_block = 0;
+        line_ends.clear();
     };
     for (const auto& line : batch) {
         if (block.size() + line.size() > kMaxWriteBytes) flush();
         block += line;
-        ++lines_in_block;
+        line_ends.push_back(block.size());
     }
     flush();
 }

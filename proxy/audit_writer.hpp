@@ -34,6 +34,9 @@ public:
 
     // Thread-safe, never blocks on I/O. The line reaches the file within kAuditFlushInterval.
     void write(std::string line);
+    // SIGUSR1, after log rotation moved the file: what is queued goes to the old file, what comes
+    // after to a new file at the same path. Lines are never lost or split across the two.
+    void reopen();
     // Writes everything queued, then joins the writer thread. Idempotent.
     void stop();
     std::uint64_t dropped_lines() const;
@@ -41,13 +44,17 @@ public:
 private:
     void run();
     void write_batch(const std::deque<std::string>& batch);
+    void switch_files();
 
+    const std::string path_;
     int fd_;
     bool owns_fd_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::string> queue_;
     bool stopping_ = false;
+    bool reopen_requested_ = false;
+    bool line_cut_ = false;  // writer thread only: the file ends in a partial line
     std::uint64_t dropped_ = 0;
     LogThrottle write_failures_;
     std::thread thread_;
