@@ -81,7 +81,8 @@ std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> sampl
     std::string out;
     for (const auto& g : samples) {
         header(out, g.name, g.help, g.type);
-        fmt::format_to(std::back_inserter(out), "{} {}\n", g.name, g.value);
+        if (g.labels.empty()) fmt::format_to(std::back_inserter(out), "{} {}\n", g.name, g.value);
+        else fmt::format_to(std::back_inserter(out), "{}{{{}}} {}\n", g.name, g.labels, g.value);
     }
     header(out, "egressgate_connections_total", "Connections and forwarded requests, by decision and reason", "counter");
     for (const auto& [key, n] : by_outcome_) {

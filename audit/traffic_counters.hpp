@@ -41,6 +41,7 @@ public:
         std::string_view help;
         double value;
         std::string_view type = "gauge";  // or "counter"
+        std::string_view labels = "";     // e.g. version="0.2.0", without the braces
     };
     std::string prometheus_text(std::initializer_list<Sample> samples = {}) const;
 

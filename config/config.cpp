@@ -235,6 +235,10 @@ private:
     void check_known_keys(const toml::table& t, const std::string& path,
                           std::initializer_list<std::string_view> known);
     void require(const std::string& key, const toml::source_region& where, std::string message);
+    void remember_position(const std::string& key, const toml::node& node) {
+        const auto& begin = node.source().begin;
+        config_->positions[key] = KeyPosition{static_cast<int>(begin.line), static_cast<int>(begin.column)};
+    }
 
     std::string source_;
     std::filesystem::path base_dir_;
@@ -417,6 +421,7 @@ void ConfigBuilder::proxy_tls(const toml::table& t) {
         if (const auto text = string_of(*node, path)) {
             std::filesystem::path file(*text);
             *target = (file.is_relative() ? base_dir_ / file : file).string();
+            remember_position(path, *node);
         }
     }
 }
@@ -626,8 +631,12 @@ void ConfigBuilder::audit_section(const toml::table& t) {
     if (path == nullptr) return;
     const auto text = string_of(*path, "audit.path");
     if (!text) return;
-    if (text->empty()) error("audit.path", echo(*path), path->source(), "must not be empty (\"-\" = stdout)");
-    else config_->audit_path = *text;
+    if (text->empty()) {
+        error("audit.path", echo(*path), path->source(), "must not be empty (\"-\" = stdout)");
+    } else {
+        config_->audit_path = *text;
+        remember_position("audit.path", *path);
+    }
 }
 
 void ConfigBuilder::admin_section(const toml::table& t) {
@@ -717,6 +726,7 @@ LoadResult ConfigBuilder::build(const toml::table& root) {
 
     LoadResult result;
     if (errors_.empty()) {
+        config_->source = source_;
         config_->egress = policy::EgressPolicy(std::move(rules_));
         result.config = std::move(config_);
         return result;

@@ -41,7 +41,16 @@ struct ClientLimits {
     std::uint32_t max_new_connections_per_second_per_ip = 200;  // sustained; a second's worth may come at once
 };
 
+// Where a key's value was written, for errors found after the config was read: the files it
+// names (audit.path, proxy.tls_cert, proxy.tls_key) are checked by the proxy.
+struct KeyPosition {
+    int line = 1;
+    int column = 1;
+};
+
 struct Config {
+    std::string source;                 // the file it was read from
+    std::unordered_map<std::string, KeyPosition> positions;  // "audit.path", "proxy.tls_cert", ...
     std::vector<ListenAddress> listen;  // [proxy] listen, at least one
     unsigned workers = 0;               // [proxy] workers; 0 = one per core
     // [proxy] max_connections: client connections open at once; 0 = derived from the descriptor

@@ -3,15 +3,18 @@
 #include <cstdlib>
 #include <iostream>
 #include <string_view>
+#include <variant>
 
 #include <ares.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config/config.hpp"
 #include "proxy/admin_server.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/audit_writer.hpp"
+#include "proxy/command_line.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/preflight.hpp"
 #include "proxy/server.hpp"
 #include "proxy/systemd_notify.hpp"
 #include "proxy/tls_context.hpp"
@@ -19,22 +22,6 @@
 namespace {
 
 using namespace egressgate;
-
-constexpr std::string_view kUsage =
-    "usage: egressgate --config FILE       run the proxy\n"
-    "       egressgate --check-config FILE validate FILE, print every error, exit 0 or 1\n";
-
-struct Options {
-    std::string config_path;
-    bool check_only = false;
-};
-
-std::optional<Options> parse_options(int argc, char** argv) {
-    if (argc != 3) return std::nullopt;
-    const std::string_view flag = argv[1];
-    if (flag != "--config" && flag != "--check-config") return std::nullopt;
-    return Options{argv[2], flag == "--check-config"};
-}
 
 config::LoadResult load(const std::string& path) {
     auto result = config::load_config_file(path);
@@ -102,7 +89,7 @@ std::optional<std::string> readiness_problem(const proxy::Server& server) {
     return names + " stalled";
 }
 
-int serve(const Options& options, std::shared_ptr<const config::Config> config) {
+int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Config> config) {
     proxy::ConfigHolder holder(std::move(config));
     proxy::TlsContextHolder tls;
     if (!holder.current()->tls_listen.empty()) {
@@ -126,7 +113,8 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
             reload(options.config_path, holder, tls, server);
             proxy::notify_systemd("READY=1");
         }
-        if (signal == SIGUSR1 || signal == SIGUSR2) spdlog::info("signal {} ignored (SIGHUP reloads, SIGTERM stops)", signal);
+        if (signal == SIGUSR1) audit.reopen();  // logrotate's postrotate, as for Squid and nginx
+        if (signal == SIGUSR2) spdlog::info("SIGUSR2 ignored (SIGHUP reloads, SIGUSR1 reopens the audit file, SIGTERM stops)");
         if (signal == SIGINT || signal == SIGTERM) {
             proxy::notify_systemd("STOPPING=1");
             spdlog::info("stopping: draining open connections for up to {} ms",
@@ -157,30 +145,36 @@ int serve(const Options& options, std::shared_ptr<const config::Config> config) 
     return EXIT_SUCCESS;
 }
 
+// --check-config: the file, then the files it names. Every error is printed; 0 or 1.
+int check_config(const std::string& path) {
+    auto result = load(path);
+    if (!result.config) return EXIT_FAILURE;
+    const auto problems = proxy::check_named_files(*result.config);
+    for (const auto& problem : problems) std::cerr << problem.to_string() << '\n';
+    if (!problems.empty()) return EXIT_FAILURE;
+    std::cout << path << ": ok\n";
+    return EXIT_SUCCESS;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     // A peer that goes away mid-write must cost an EPIPE, never the process: OpenSSL writes to
     // sockets without MSG_NOSIGNAL.
     std::signal(SIGPIPE, SIG_IGN);
-    spdlog::set_default_logger(spdlog::stderr_color_mt("egressgate"));
-    const auto options = parse_options(argc, argv);
-    if (!options) {
-        std::cerr << kUsage;
-        return 2;
-    }
-    auto result = load(options->config_path);
+    proxy::set_up_logging();
+    const auto parsed = proxy::parse_command_line(argc, argv);
+    if (const int* status = std::get_if<int>(&parsed)) return *status;
+    const auto& command = std::get<proxy::CommandLine>(parsed);
+    if (command.action == proxy::CommandLine::Action::check_config) return check_config(command.config_path);
+    auto result = load(command.config_path);
     if (!result.config) return EXIT_FAILURE;
-    if (options->check_only) {
-        std::cout << options->config_path << ": ok\n";
-        return EXIT_SUCCESS;
-    }
     if (int rc = ares_library_init(ARES_LIB_INIT_ALL); rc != ARES_SUCCESS) {
         spdlog::critical("dns: {}", ares_strerror(rc));
         return EXIT_FAILURE;
     }
     try {
-        return serve(*options, std::move(result.config));
+        return serve(command, std::move(result.config));
     } catch (const std::exception& e) {
         spdlog::critical("{}", e.what());
         return EXIT_FAILURE;

@@ -11,6 +11,7 @@
 
 #include "audit/audit_record.hpp"
 #include "proxy/audit_writer.hpp"
+#include "proxy/command_line.hpp"
 #include "proxy/dns/dns_resolver.hpp"
 #include "proxy/session.hpp"
 #include "proxy/tunnel/splice_pump.hpp"
@@ -253,7 +254,9 @@ std::string Server::metrics_text() const {
         std::lock_guard lock(worker->context.counters_mutex);
         total.merge(worker->context.counters);
     }
+    static const std::string version_label = fmt::format("version=\"{}\"", kVersion);
     return total.prometheus_text({
+        {"egressgate_build_info", "The version of this egressgate binary", 1, "gauge", version_label},
         {"egressgate_open_connections", "Client connections open now", static_cast<double>(open_sessions())},
         {"egressgate_audit_lines_dropped", "Audit lines dropped because the writer fell behind",
          static_cast<double>(audit_.dropped_lines())},

@@ -7,9 +7,11 @@ packages=(
   build-essential cmake pkg-config
   libboost-dev libssl-dev
   node-llhttp libtomlplusplus-dev libspdlog-dev libfmt-dev
-  nlohmann-json3-dev libc-ares-dev catch2
+  nlohmann-json3-dev libc-ares-dev catch2 libcli11-dev
   # integration tests drive the real binary with real clients
   curl openssl python3 iproute2 util-linux
+  # the package tests: logrotate drives a real rotation, systemd-analyze checks the unit
+  logrotate systemd shellcheck jq
 )
 
 missing=()

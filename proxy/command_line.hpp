@@ -1,0 +1,22 @@
+#pragma once
+// The command line: `egressgate --config FILE`, `--check-config FILE`, `--help`, `--version`
+// (CLI11: --config=FILE and --config FILE both work, and errors name the option).
+#include <string>
+#include <variant>
+
+namespace egressgate::proxy {
+
+// The version this binary was built as (CMake's project version), for --version and /metrics.
+inline constexpr const char* kVersion = EGRESSGATE_VERSION;
+
+struct CommandLine {
+    enum class Action { serve, check_config };
+    Action action = Action::serve;
+    std::string config_path;
+};
+
+// A command line to act on, or the exit status of one already handled: 0 after --help or
+// --version (printed to stdout), 2 after a usage error (printed to stderr with the usage).
+std::variant<CommandLine, int> parse_command_line(int argc, char** argv);
+
+}  // namespace egressgate::proxy
