@@ -14,5 +14,5 @@ case "$variant" in
   *) echo "usage: $0 [release|asan|tsan]" >&2; exit 2 ;;
 esac
 ./scripts/install-deps.sh
-cmake -S . -B "$dir" "${flags[@]}" >/dev/null
+cmake -S . -B "$dir" -DCMAKE_INSTALL_PREFIX=/usr "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
