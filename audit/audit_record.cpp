@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "audit/fields.hpp"
+#include "audit/utf8.hpp"
 
 namespace egressgate::audit {
 namespace {
@@ -18,34 +19,6 @@ void append_hex_byte(std::string& out, unsigned char c, std::string_view prefix)
     out.push_back(kHex[c & 0xf]);
 }
 
-// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no
-// surrogates, nothing above U+10FFFF), or 0 when the byte there does not start one.
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    const unsigned char lead = byte(i);
-    std::size_t length = 0;
-    unsigned char min_second = 0x80;
-    unsigned char max_second = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) length = 2;
-    else if (lead >= 0xe0 && lead <= 0xef) {
-        length = 3;
-        if (lead == 0xe0) min_second = 0xa0;  // overlong
-        if (lead == 0xed) max_second = 0x9f;  // surrogates
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-        length = 4;
-        if (lead == 0xf0) min_second = 0x90;  // overlong
-        if (lead == 0xf4) max_second = 0x8f;  // above U+10FFFF
-    } else {
-        return 0;
-    }
-    if (i + length > s.size()) return 0;
-    if (byte(i + 1) < min_second || byte(i + 1) > max_second) return 0;
-    for (std::size_t k = 2; k < length; ++k) {
-        if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-    }
-    return length;
-}
-
 // JSON string escaping: quotes, backslash and every control byte; well-formed UTF-8 passes, any
 // other byte >= 0x80 becomes the text \xHH, so the line is valid UTF-8 whatever it holds. Runs
 // of plain bytes are appended at once: this runs for every field of every connection.
@@ -56,7 +29,7 @@ void append_json_string(std::string& out, std::string_view s) {
         const auto c = static_cast<unsigned char>(s[i]);
         if (!needs_escape(c)) continue;
         if (c >= 0x80) {
-            if (const std::size_t length = utf8_sequence_length(s, i)) {
+            if (const std::size_t length = utf8_sequence_length(s.data() + i, s.data() + s.size())) {
                 i += length - 1;
                 continue;
             }
@@ -107,6 +80,11 @@ public:
             append_json_string(out_, escape_client_bytes(values[i]));
         }
         out_.push_back(']');
+    }
+    void count(std::string_view key, std::uint64_t value) {
+        key_(key);
+        const fmt::format_int digits(value);
+        out_.append(digits.data(), digits.size());
     }
     void number(std::string_view key, std::int64_t value) {
         key_(key);
@@ -175,6 +153,7 @@ std::string format_line(const Record& r) {
     line.string(field::method, r.method);
     line.client_text(field::host, r.host);
     line.number(field::port, r.port);
+    line.client_text(field::path, r.path);
     line.string(field::resolved, r.resolved);
     line.string(field::decision, r.decision);
     line.string(field::reason, r.reason);
@@ -182,8 +161,8 @@ std::string format_line(const Record& r) {
     line.client_text(field::sni, r.sni);
     line.client_texts(field::alpn, r.alpn);
     line.number(field::status, r.status);
-    line.number(field::bytes_up, static_cast<std::int64_t>(r.bytes_up));
-    line.number(field::bytes_down, static_cast<std::int64_t>(r.bytes_down));
+    line.count(field::bytes_up, r.bytes_up);
+    line.count(field::bytes_down, r.bytes_down);
     line.number(field::connect_ms, r.connect_ms);
     line.number(field::duration_ms, r.duration_ms);
     line.string(field::close_reason, to_string(r.close_reason));

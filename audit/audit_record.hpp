@@ -46,6 +46,7 @@ struct Record {
     std::string method;
     std::string host;       // as the client wrote it when it was not a valid host
     std::uint16_t port = 0;
+    std::string path;       // forwarded requests: the path, query values redacted (http::audit_path)
     std::string resolved;
     std::string_view decision;
     std::string_view reason;
@@ -58,10 +59,13 @@ struct Record {
     std::int64_t connect_ms = -1;
     std::int64_t duration_ms = 0;
     CloseReason close_reason = CloseReason::open;
+    // Not written to the line: the /metrics series this record counts under (the VM's inventory
+    // name, else its address while [admin] max_client_series allows, else "other").
+    std::string series;
 };
 
-// One JSON object and a trailing '\n', always valid UTF-8. Fields a client controls (host, sni,
-// alpn) go through escape_client_bytes; every other string is escaped for JSON, and a byte that
+// One JSON object and a trailing '\n', always valid UTF-8. Fields a client controls (host, path,
+// sni, alpn) go through escape_client_bytes; every other string is escaped for JSON, and a byte that
 // is not part of valid UTF-8 is written as "\xHH" too.
 std::string format_line(const Record& record);
 

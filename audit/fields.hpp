@@ -12,6 +12,7 @@ inline constexpr std::string_view client_port = "client_port";
 inline constexpr std::string_view method = "method";              // "CONNECT", "" if none was read
 inline constexpr std::string_view host = "host";                  // client text: see escape_client_bytes
 inline constexpr std::string_view port = "port";
+inline constexpr std::string_view path = "path";                  // forwarded requests: query values REDACTED
 inline constexpr std::string_view resolved = "resolved";          // the address dialed (or refused)
 inline constexpr std::string_view decision = "decision";          // "allow" | "deny" | "report"
 inline constexpr std::string_view reason = "reason";              // fixed reason string

@@ -46,17 +46,51 @@ std::string_view to_string(Limit limit) {
     return "unknown";
 }
 
+void Histogram::observe(double seconds) {
+    const auto bucket = std::lower_bound(bounds_.begin(), bounds_.end(), seconds) - bounds_.begin();
+    ++counts_[static_cast<std::size_t>(bucket)];
+    sum_ += seconds;
+    ++count_;
+}
+
+void Histogram::merge(const Histogram& other) {
+    for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
+    sum_ += other.sum_;
+    count_ += other.count_;
+}
+
+void Histogram::write(std::string& out, std::string_view name, std::string_view help) const {
+    header(out, name, help, "histogram");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < kBuckets; ++i) {
+        cumulative += counts_[i];
+        fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", name, bounds_[i], cumulative);
+    }
+    fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, count_, name,
+                   sum_, name, count_);
+}
+
+void TrafficCounters::add_bytes(const std::string& series, std::uint64_t up, std::uint64_t down) {
+    VmTotals& vm = by_vm_[series];
+    vm.bytes_up += up;
+    vm.bytes_down += down;
+}
+
 void TrafficCounters::add(const Record& r, CountedBytes counted) {
     const bool outsider = r.close_reason == CloseReason::client_denied;
     if (outsider) {
         ++clients_denied_;
     } else {
-        VmTotals& vm = by_vm_[r.vm];
+        VmTotals& vm = by_vm_[r.series.empty() ? r.vm : r.series];
         vm.bytes_up += r.bytes_up - std::min(counted.up, r.bytes_up);
         vm.bytes_down += r.bytes_down - std::min(counted.down, r.bytes_down);
         if (r.kind == RecordKind::progress) return;
         ++vm.connections;
         if (r.decision == "deny") ++vm.denied;
+        if (r.connect_ms >= 0) connect_seconds_.observe(static_cast<double>(r.connect_ms) / 1000);
+        if (r.status == 200 || r.close_reason == CloseReason::completed) {
+            duration_seconds_.observe(static_cast<double>(r.duration_ms) / 1000);
+        }
     }
     ++by_outcome_[{std::string(r.decision), std::string(r.reason)}];
     ++by_close_reason_[std::string(to_string(r.close_reason))];
@@ -75,12 +109,16 @@ void TrafficCounters::merge(const TrafficCounters& other) {
     for (const auto& [key, n] : other.by_close_reason_) by_close_reason_[key] += n;
     clients_denied_ += other.clients_denied_;
     for (std::size_t i = 0; i < kLimitCount; ++i) limit_refusals_[i] += other.limit_refusals_[i];
+    connect_seconds_.merge(other.connect_seconds_);
+    duration_seconds_.merge(other.duration_seconds_);
 }
 
 std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> samples) const {
     std::string out;
+    std::string_view previous;
     for (const auto& g : samples) {
-        header(out, g.name, g.help, g.type);
+        if (g.name != previous) header(out, g.name, g.help, g.type);  // one family, several label sets
+        previous = g.name;
         if (g.labels.empty()) fmt::format_to(std::back_inserter(out), "{} {}\n", g.name, g.value);
         else fmt::format_to(std::back_inserter(out), "{}{{{}}} {}\n", g.name, g.labels, g.value);
     }
@@ -100,6 +138,9 @@ std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> sampl
         fmt::format_to(std::back_inserter(out), "egressgate_limit_refusals_total{{limit=\"{}\"}} {}\n",
                        to_string(static_cast<Limit>(i)), limit_refusals_[i]);
     }
+    connect_seconds_.write(out, "egressgate_connect_duration_seconds", "Resolve and connect time of dialed connections");
+    duration_seconds_.write(out, "egressgate_connection_duration_seconds",
+                            "Lifetime of served connections and requests (tunnels: until both directions ended)");
     header(out, "egressgate_vm_connections_total", "Connections and requests per VM", "counter");
     for (const auto& [vm, t] : by_vm_) {
         fmt::format_to(std::back_inserter(out), "egressgate_vm_connections_total{{vm=\"{}\"}} {}\n", label(vm), t.connections);
@@ -108,7 +149,8 @@ std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> sampl
     for (const auto& [vm, t] : by_vm_) {
         fmt::format_to(std::back_inserter(out), "egressgate_vm_denied_total{{vm=\"{}\"}} {}\n", label(vm), t.denied);
     }
-    header(out, "egressgate_vm_bytes_total", "Payload bytes per VM and direction (up = VM to destination)", "counter");
+    header(out, "egressgate_vm_bytes_total",
+           "Payload bytes per VM and direction (up = VM to destination), counted while they move", "counter");
     for (const auto& [vm, t] : by_vm_) {
         fmt::format_to(std::back_inserter(out), "egressgate_vm_bytes_total{{vm=\"{}\",direction=\"up\"}} {}\n", label(vm),
                        t.bytes_up);

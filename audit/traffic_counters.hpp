@@ -6,6 +6,7 @@
 // Series stay bounded by what the admin configured: VMs are the clients inside [clients] allow
 // (a virtual network's CIDRs), and refused outsiders are counted in one series, never one per
 // address, so that a scan of the proxy cannot grow /metrics.
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -21,6 +22,31 @@ enum class Limit : std::uint8_t { client_connections, client_rate, proxy_connect
 inline constexpr std::size_t kLimitCount = 3;
 std::string_view to_string(Limit limit);
 
+// A Prometheus histogram with fixed bucket bounds (seconds). Cumulative counts are computed when
+// the text is written; observe() only bumps one bucket.
+class Histogram {
+public:
+    static constexpr std::size_t kBuckets = 12;
+    using Bounds = std::array<double, kBuckets>;
+    explicit Histogram(const Bounds& bounds) : bounds_(bounds) {}
+    void observe(double seconds);
+    void merge(const Histogram& other);
+    void write(std::string& out, std::string_view name, std::string_view help) const;
+    std::uint64_t count() const { return count_; }
+
+private:
+    Bounds bounds_;
+    std::array<std::uint64_t, kBuckets + 1> counts_{};  // the last one is +Inf
+    double sum_ = 0;
+    std::uint64_t count_ = 0;
+};
+
+// Bucket bounds: a connect takes milliseconds to seconds; a connection lasts from milliseconds (an
+// agent's CONNECT) to hours (a backup).
+inline constexpr Histogram::Bounds kConnectSecondsBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1,   0.25,   0.5,   1,    2.5,   10};
+inline constexpr Histogram::Bounds kDurationSecondsBounds = {0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400};
+
 // Bytes of a connection that earlier progress records already counted.
 struct CountedBytes {
     std::uint64_t up = 0;
@@ -30,8 +56,12 @@ struct CountedBytes {
 class TrafficCounters {
 public:
     // A final record counts the connection, its outcome and its bytes; a progress record only the
-    // bytes moved since `counted`.
+    // bytes moved since `counted`. Per-VM series are keyed by record.series (the VM's name when
+    // it is empty, as in tests).
     void add(const Record& record, CountedBytes counted = {});
+    // Bytes an open connection moved since it was last counted: /metrics moves while a long
+    // tunnel runs, not only when it ends.
+    void add_bytes(const std::string& series, std::uint64_t up, std::uint64_t down);
     void merge(const TrafficCounters& other);
 
     // Prometheus text exposition of every counter, with the proxy's own samples (gauges, and
@@ -64,6 +94,8 @@ private:
     std::map<std::string, std::uint64_t> by_close_reason_;
     std::uint64_t clients_denied_ = 0;  // connections from outside [clients] allow, all addresses
     std::uint64_t limit_refusals_[kLimitCount] = {};
+    Histogram connect_seconds_{kConnectSecondsBounds};
+    Histogram duration_seconds_{kDurationSecondsBounds};
 };
 
 }  // namespace egressgate::audit

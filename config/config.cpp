@@ -640,7 +640,12 @@ void ConfigBuilder::audit_section(const toml::table& t) {
 }
 
 void ConfigBuilder::admin_section(const toml::table& t) {
-    check_known_keys(t, "admin", {"listen"});
+    check_known_keys(t, "admin", {"listen", "max_client_series"});
+    if (const toml::node* max = t.get("max_client_series")) {
+        if (auto n = integer_in(*max, "admin.max_client_series", 0, kMaxConnections)) {
+            config_->max_client_series = static_cast<std::uint32_t>(*n);
+        }
+    }
     if (const toml::node* listen = t.get("listen")) {
         if (auto address = socket_address(*listen, "admin.listen", std::nullopt, 0)) config_->admin_listen = *address;
     }

@@ -76,6 +76,9 @@ struct Config {
     std::chrono::seconds audit_progress_interval{300};
     audit::Inventory inventory;         // [[vm]] plus [inventory] az_vm_list
     ListenAddress admin_listen{*policy::IpAddress::parse("127.0.0.1"), 9090};
+    // [admin] max_client_series: allowed clients outside the inventory that get a /metrics series
+    // of their own (by address); the rest count as "other".
+    std::uint32_t max_client_series = 1000;
 };
 
 // One validation failure: where (key path and line:column in the file), what was there, and why.

@@ -112,6 +112,33 @@ ClassifiedTarget classify_target(std::string_view t) {
     return {TargetForm::absolute_http, AbsoluteTarget{std::move(*target), std::move(origin_form)}};
 }
 
+std::string audit_path(std::string_view origin_form) {
+    constexpr std::string_view kRedacted = "REDACTED";
+    const auto query_at = origin_form.find('?');
+    std::string out(origin_form.substr(0, query_at));
+    if (query_at != std::string_view::npos) {
+        out += '?';
+        std::string_view query = origin_form.substr(query_at + 1);
+        bool first = true;
+        while (!query.empty() || first) {
+            const auto amp = query.find('&');
+            const std::string_view pair = query.substr(0, amp);
+            if (!first) out += '&';
+            first = false;
+            const auto eq = pair.find('=');
+            out += pair.substr(0, eq);
+            if (eq != std::string_view::npos) {
+                out += '=';
+                if (eq + 1 < pair.size()) out += kRedacted;
+            }
+            if (amp == std::string_view::npos) break;
+            query.remove_prefix(amp + 1);
+        }
+    }
+    if (out.size() > kMaxAuditedPathBytes) out = out.substr(0, kMaxAuditedPathBytes - 3) + "...";
+    return out;
+}
+
 std::optional<Failure> request_framing_violation(const MessageHead& head) {
     const std::size_t encodings = head.header_count("Transfer-Encoding");
     if (encodings == 0) return std::nullopt;

@@ -34,6 +34,14 @@ struct ClassifiedTarget {
 
 ClassifiedTarget classify_target(std::string_view request_target);
 
+// Bytes of a request path kept for the audit line; longer ones are cut (and end in "...").
+inline constexpr std::size_t kMaxAuditedPathBytes = 1024;
+
+// The path of a forwarded request as the audit trail keeps it. Every query value is replaced by
+// "REDACTED" and the parameter names stay ("/c/b?sv=REDACTED&sig=REDACTED"): URLs carry
+// credentials (Azure SAS tokens: sig=, se=, sp=), and the audit trail must never hold them.
+std::string audit_path(std::string_view origin_form);
+
 // Why a request head cannot be forwarded safely, beyond what the parser refused: a
 // Transfer-Encoding other than exactly "chunked" (its length could not be agreed on).
 std::optional<Failure> request_framing_violation(const MessageHead& head);

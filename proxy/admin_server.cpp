@@ -25,15 +25,16 @@ http::response<http::string_body> answer(const http::request<http::string_body>&
 }  // namespace
 
 AdminServer::AdminServer(asio::io_context& io, const config::ListenAddress& listen, MetricsSource metrics,
-                         ReadySource ready)
-    : acceptor_(io), metrics_(std::move(metrics)), ready_(std::move(ready)) {
+                         ReadySource ready, StatusSource status)
+    : acceptor_(io), metrics_(std::move(metrics)), ready_(std::move(ready)), status_(std::move(status)) {
     const tcp::endpoint endpoint(asio::ip::make_address(listen.address.to_string()), listen.port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(tcp::acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen();
     const auto bound = acceptor_.local_endpoint();
-    spdlog::info("admin endpoint on {}:{} (/metrics, /healthz, /readyz)", bound.address().to_string(), bound.port());
+    spdlog::info("admin endpoint on {}:{} (/metrics, /status, /healthz, /readyz)", bound.address().to_string(),
+                 bound.port());
 }
 
 void AdminServer::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }
@@ -77,6 +78,9 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
         response.set(http::field::allow, "GET, HEAD");
     } else if (request.target() == "/metrics") {
         response = answer(request, http::status::ok, metrics_(), "text/plain; version=0.0.4");
+    } else if (request.target() == "/status") {
+        response = answer(request, http::status::ok, status_(), "text/html; charset=utf-8");
+        response.set(http::field::cache_control, "no-store");
     } else if (request.target() == "/healthz") {
         response = answer(request, http::status::ok, "ok\n", "text/plain");
     } else if (request.target() == "/readyz") {
@@ -84,7 +88,7 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
         response = answer(request, problem ? http::status::service_unavailable : http::status::ok,
                           problem ? *problem + "\n" : "ready\n", "text/plain");
     } else {
-        response = answer(request, http::status::not_found, "/metrics, /healthz, /readyz\n", "text/plain");
+        response = answer(request, http::status::not_found, "/metrics, /status, /healthz, /readyz\n", "text/plain");
     }
     co_await http::async_write(stream, response, with_error(ec));
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);

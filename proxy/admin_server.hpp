@@ -1,6 +1,7 @@
 #pragma once
 // The admin endpoint ([admin] listen, loopback by default): GET /metrics (Prometheus text),
-// /healthz (the process answers), /readyz (accepting, and every worker's event loop ticking).
+// /status (an HTML page for a person), /healthz (the process answers), /readyz (accepting, every
+// worker's event loop ticking, the audit file writable).
 // Read-only, no authentication: it must not be reachable from the virtual network.
 #include <functional>
 #include <optional>
@@ -22,9 +23,11 @@ public:
     using MetricsSource = std::function<std::string()>;
     // Why the proxy is not ready ("stopping", "eg-worker-1 stalled"), or nothing when it is.
     using ReadySource = std::function<std::optional<std::string>()>;
+    using StatusSource = std::function<std::string()>;
 
     // Binds (throws on failure: start-up only) and logs the bound address.
-    AdminServer(asio::io_context& io, const config::ListenAddress& listen, MetricsSource metrics, ReadySource ready);
+    AdminServer(asio::io_context& io, const config::ListenAddress& listen, MetricsSource metrics, ReadySource ready,
+                StatusSource status);
     void start();
     void stop();
 
@@ -35,6 +38,7 @@ private:
     tcp::acceptor acceptor_;
     MetricsSource metrics_;
     ReadySource ready_;
+    StatusSource status_;
 };
 
 }  // namespace egressgate::proxy

@@ -125,6 +125,16 @@ std::uint64_t AuditWriter::dropped_lines() const {
     return dropped_;
 }
 
+std::uint64_t AuditWriter::written_lines() const {
+    std::lock_guard lock(mutex_);
+    return written_;
+}
+
+std::optional<std::string> AuditWriter::failure() const {
+    std::lock_guard lock(mutex_);
+    return failure_;
+}
+
 // Takes the whole queue at once and writes it outside the lock: few system calls per batch.
 void AuditWriter::run() {
     std::deque<std::string> batch;
@@ -156,14 +166,20 @@ void AuditWriter::write_batch(const std::deque<std::string>& batch) {
         // next block, so that the next line stays whole and a line of its own.
         if (line_cut_) line_cut_ = !write_fully(fd_, "\n");
         const std::size_t written = line_cut_ ? 0 : write_all(fd_, block);
-        if (written < block.size()) {
+        const auto whole = std::upper_bound(line_ends.begin(), line_ends.end(), written) - line_ends.begin();
+        if (written == block.size()) {
+            std::lock_guard lock(mutex_);
+            written_ += line_ends.size();
+            failure_.reset();
+        } else {
             const int error = errno;
-            const auto whole = std::upper_bound(line_ends.begin(), line_ends.end(), written) - line_ends.begin();
             const std::uint64_t lost = line_ends.size() - static_cast<std::size_t>(whole);
             line_cut_ = line_cut_ || (written > 0 && (whole == 0 || line_ends[whole - 1] != written));
             {
                 std::lock_guard lock(mutex_);
                 dropped_ += lost;
+                written_ += static_cast<std::uint64_t>(whole);
+                failure_ = std::string(std::strerror(error));
             }
             if (const auto held_back = write_failures_.admit()) {
                 spdlog::error("audit: cannot write {} lines: {} ({} more failed writes not logged)", lost,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -40,6 +41,10 @@ public:
     // Writes everything queued, then joins the writer thread. Idempotent.
     void stop();
     std::uint64_t dropped_lines() const;
+    std::uint64_t written_lines() const;
+    // Why the last write failed (a full disk, an unwritable file), while the writes fail: the
+    // proxy is not ready then (/readyz), though tunnels go on and the lines are counted as dropped.
+    std::optional<std::string> failure() const;
 
 private:
     void run();
@@ -56,6 +61,8 @@ private:
     bool reopen_requested_ = false;
     bool line_cut_ = false;  // writer thread only: the file ends in a partial line
     std::uint64_t dropped_ = 0;
+    std::uint64_t written_ = 0;
+    std::optional<std::string> failure_;
     LogThrottle write_failures_;
     std::thread thread_;
 };

@@ -11,6 +11,63 @@ namespace {
 // The status after a usage error, as getopt-style tools have it.
 constexpr int kUsageError = 2;
 
+// --since and --until: RFC 3339 or a date, said in the message when it is neither.
+const CLI::Validator kReportTime(
+    [](const std::string& text) -> std::string {
+        if (audit::parse_report_time(text)) return "";
+        return "not an RFC 3339 time (2026-12-01T10:00:00Z) or a date (2026-12-01): " + text;
+    },
+    "");
+
+// --top: beyond this many destinations per VM, --top 0 (all of them) says it better.
+constexpr std::size_t kMaxTopLimit = 1'000'000;
+
+// `egressgate report`: its options, parsed into request. The strings are converted after parsing.
+struct ReportOptions {
+    CLI::App* command = nullptr;
+    std::string since;
+    std::string until;
+    std::string format = "table";
+    std::string on_bad_line = "skip";
+};
+
+// options and request are bound to the parser: they must outlive app.parse().
+void add_report_command(CLI::App& app, ReportOptions& options, audit::ReportRequest& request) {
+    options.command = app.add_subcommand(
+        "report", "summarise audit files (plain or gzip): bytes, connections and denials per VM, top destinations, "
+                  "storage accounts, destinations first seen, denials");
+    CLI::App& report = *options.command;
+    report.add_option("--since", options.since, "count records at or after T (RFC 3339, or a date: its midnight UTC)")
+        ->type_name("T")
+        ->check(kReportTime);
+    report.add_option("--until", options.until, "count records before T")->type_name("T")->check(kReportTime);
+    report.add_option("--vm", request.filter.vms, "only this VM's records (repeat for more)")
+        ->type_name("NAME")
+        ->allow_extra_args(false);
+    report.add_option("--format", options.format, "table (the default), csv, json or html")
+        ->type_name("FORMAT")
+        ->check(CLI::IsMember({"table", "csv", "json", "html"}));
+    report.add_option("--on-bad-line", options.on_bad_line,
+                      "skip (the default: name the first ones, count them) or fail (exit 1 at the first)")
+        ->type_name("ACTION")
+        ->check(CLI::IsMember({"skip", "fail"}));
+    report.add_option("--top", request.top_limit, "destinations shown per VM (0: all; default 10)")
+        ->type_name("N")
+        ->check(CLI::Range(std::size_t{0}, kMaxTopLimit));
+    report.add_option("FILE", request.files, "audit files: the current one and rotated ones, .gz or not, in any order")
+        ->required()
+        ->type_name("FILE");
+    report.footer("A record counts in the period by its time (a connection's end). docs/report.md explains every figure.");
+}
+
+// The report's strings as values: they were checked while parsing.
+void finish_report_request(const ReportOptions& options, audit::ReportRequest& request) {
+    if (!options.since.empty()) request.filter.since = audit::parse_report_time(options.since);
+    if (!options.until.empty()) request.filter.until = audit::parse_report_time(options.until);
+    request.format = *audit::parse_report_format(options.format);
+    request.on_bad_line = options.on_bad_line == "fail" ? audit::BadLinePolicy::fail : audit::BadLinePolicy::skip;
+}
+
 }  // namespace
 
 std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
@@ -24,6 +81,10 @@ std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
                                  "validate FILE (and the files it names), print every error, exit 0 or 1")
                       ->type_name("FILE");
     serve->excludes(check);
+    ReportOptions report;
+    add_report_command(app, report, command.report);
+    report.command->excludes(serve);
+    report.command->excludes(check);
     app.footer("SIGHUP reloads the configuration, SIGUSR1 reopens the audit file, SIGTERM drains and stops.");
     try {
         app.parse(argc, argv);
@@ -31,8 +92,19 @@ std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
         const int status = app.exit(e, std::cout, std::cerr);
         return status == 0 ? 0 : kUsageError;
     }
+    if (report.command->parsed()) {
+        finish_report_request(report, command.report);
+        const auto& filter = command.report.filter;
+        if (filter.since && filter.until && *filter.since >= *filter.until) {
+            std::cerr << "egressgate report: --since must be before --until\n"
+                         "Run with report --help for more information.\n";
+            return kUsageError;
+        }
+        command.action = CommandLine::Action::report;
+        return command;
+    }
     if (serve->count() == 0 && check->count() == 0) {
-        std::cerr << "egressgate: give --config FILE to run the proxy, or --check-config FILE\n"
+        std::cerr << "egressgate: give --config FILE to run the proxy, --check-config FILE, or report FILE...\n"
                      "Run with --help for more information.\n";
         return kUsageError;
     }

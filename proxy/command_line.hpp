@@ -1,8 +1,11 @@
 #pragma once
-// The command line: `egressgate --config FILE`, `--check-config FILE`, `--help`, `--version`
-// (CLI11: --config=FILE and --config FILE both work, and errors name the option).
+// The command line: `egressgate --config FILE`, `--check-config FILE`, `--help`, `--version`,
+// and `egressgate report [OPTIONS] FILE...` (CLI11: --config=FILE and --config FILE both work,
+// and errors name the option).
 #include <string>
 #include <variant>
+
+#include "audit/report_command.hpp"
 
 namespace egressgate::proxy {
 
@@ -10,9 +13,10 @@ namespace egressgate::proxy {
 inline constexpr const char* kVersion = EGRESSGATE_VERSION;
 
 struct CommandLine {
-    enum class Action { serve, check_config };
+    enum class Action { serve, check_config, report };
     Action action = Action::serve;
     std::string config_path;
+    audit::ReportRequest report;  // Action::report (show_progress is for the caller to set)
 };
 
 // A command line to act on, or the exit status of one already handled: 0 after --help or

@@ -7,6 +7,7 @@
 
 #include <ares.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "config/config.hpp"
 #include "proxy/admin_server.hpp"
@@ -35,6 +36,7 @@ void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsCont
     auto result = load(path);
     if (!result.config) {
         spdlog::error("reload: {} has {} error(s); keeping the running config", path, result.errors.size());
+        server.note_reload(false);
         return;
     }
     const auto& running = *holder.current();
@@ -56,12 +58,23 @@ void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsCont
             tls.replace(proxy::load_tls_context(result.config->tls_cert, result.config->tls_key));
         } catch (const std::exception& e) {
             spdlog::error("reload: {}; keeping the running config", e.what());
+            server.note_reload(false);
             return;
         }
     }
     server.apply_limits(*result.config);
     holder.replace(std::move(result.config));
+    server.note_reload(true);
     spdlog::info("reload: {} applied to new connections", path);
+}
+
+// /status's traffic chart: the per-VM byte counters, every audit::kStatusSampleInterval.
+void sample_traffic(proxy::asio::steady_timer& timer, proxy::Server& server) {
+    server.sample_traffic();
+    timer.expires_after(audit::kStatusSampleInterval);
+    timer.async_wait([&timer, &server](const proxy::error_code& ec) {
+        if (!ec) sample_traffic(timer, server);
+    });
 }
 
 // WATCHDOG=1 only while every worker ticks: systemd restarts a proxy whose worker is stuck.
@@ -80,8 +93,9 @@ void feed_watchdog(proxy::asio::steady_timer& timer, std::chrono::microseconds i
 }
 
 // Why /readyz says no: stopping, or a worker that has stopped ticking.
-std::optional<std::string> readiness_problem(const proxy::Server& server) {
+std::optional<std::string> readiness_problem(const proxy::Server& server, const proxy::AuditWriter& audit) {
     if (!server.accepting()) return "stopping";
+    if (const auto failure = audit.failure()) return "the audit file cannot be written: " + *failure;
     const auto stalled = server.stalled_workers();
     if (stalled.empty()) return std::nullopt;
     std::string names;
@@ -104,8 +118,10 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
     signals.add(SIGUSR2);
     proxy::AuditWriter audit(holder.current()->audit_path);
     proxy::Server server(holder, tls, audit);
-    proxy::AdminServer admin(signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
-                             [&server] { return readiness_problem(server); });
+    proxy::AdminServer admin(
+        signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
+        [&server, &audit] { return readiness_problem(server, audit); }, [&server] { return server.status_page(); });
+    proxy::asio::steady_timer traffic_sampler(signals_io);
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
         if (signal == SIGHUP) {
@@ -120,6 +136,7 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
             spdlog::info("stopping: draining open connections for up to {} ms",
                          holder.current()->drain_timeout.count());
             admin.stop();
+            traffic_sampler.cancel();
             signals_io.stop();
             return;
         }
@@ -129,6 +146,7 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
     proxy::asio::steady_timer watchdog(signals_io);
     if (const auto interval = proxy::watchdog_interval()) feed_watchdog(watchdog, *interval, server);
     server.run();
+    sample_traffic(traffic_sampler, server);
     admin.start();
     proxy::notify_systemd("READY=1\nSTATUS=accepting connections");
     signals_io.run();  // returns after SIGINT or SIGTERM
@@ -156,6 +174,12 @@ int check_config(const std::string& path) {
     return EXIT_SUCCESS;
 }
 
+// `egressgate report`: reads the audit files, prints the report; progress only on a terminal.
+int report(audit::ReportRequest request) {
+    request.show_progress = isatty(STDERR_FILENO) == 1;
+    return audit::run_report(request, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,6 +191,7 @@ int main(int argc, char** argv) {
     if (const int* status = std::get_if<int>(&parsed)) return *status;
     const auto& command = std::get<proxy::CommandLine>(parsed);
     if (command.action == proxy::CommandLine::Action::check_config) return check_config(command.config_path);
+    if (command.action == proxy::CommandLine::Action::report) return report(command.report);
     auto result = load(command.config_path);
     if (!result.config) return EXIT_FAILURE;
     if (int rc = ares_library_init(ARES_LIB_INIT_ALL); rc != ARES_SUCCESS) {

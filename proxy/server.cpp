@@ -2,6 +2,11 @@
 
 
 #include <pthread.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <tuple>
 
 #include <condition_variable>
 
@@ -74,7 +79,7 @@ struct Server::Listener {
 
 struct Server::Worker {
     Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
-        : index(i), io(1), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}}, sweep(io) {}
+        : index(i), io(1), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
     std::string name() const { return fmt::format("eg-worker-{}", index); }
 
     unsigned index;
@@ -175,7 +180,8 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
 // One timer per worker instead of one per session: sessions only note their deadlines. The
 // tick is the worker's heartbeat too: a worker that stops ticking is stuck.
 awaitable<void> Server::sweep_deadlines(Worker& worker) {
-    while (!worker.stopping) {
+    constexpr auto kSweepsPerLiveLook = kLiveInterval / kDeadlineSweepInterval;
+    for (std::int64_t tick = 1; !worker.stopping; ++tick) {
         worker.sweep.expires_after(kDeadlineSweepInterval);
         error_code ec;
         co_await worker.sweep.async_wait(with_error(ec));
@@ -184,7 +190,17 @@ awaitable<void> Server::sweep_deadlines(Worker& worker) {
         // check_deadline closes sockets and writes progress lines; sessions leave the registry
         // only when their coroutines end, never inside it.
         for (ClientSession* session : worker.context.sessions) session->check_deadline(now);
+        if (tick % kSweepsPerLiveLook == 0) look_at_open_sessions(worker, now);
     }
+}
+
+// Bytes count into /metrics as they move (here, once a second: no lock on the data path), and
+// /status learns who is transferring what.
+void Server::look_at_open_sessions(Worker& worker, steady_clock::time_point now) {
+    LiveCollector live;
+    for (ClientSession* session : worker.context.sessions) session->observe(live, now);
+    std::lock_guard lock(worker.context.counters_mutex);
+    live.apply(worker.context.counters, worker.context.open_by_vm, worker.context.largest_open);
 }
 
 // Clients outside [clients] allow are closed before a single byte is read from them; clients
@@ -195,6 +211,7 @@ void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoi
     auto config = config_.current();
     const auto ip = from_asio(peer.address()).unmapped();
     auto record = accepted_record(*config, peer, next_connection_id());
+    record.series = series_.label(ip, record.vm, config->inventory.find(ip).has_value(), config->max_client_series);
     if (!config->clients.contains(ip)) {
         refuse_at_accept(worker, client, std::move(record), policy::reason::client_denied,
                          audit::CloseReason::client_denied);
@@ -248,6 +265,23 @@ std::vector<std::string> Server::stalled_workers() const {
     return stalled;
 }
 
+namespace {
+
+// Descriptors open now and the limit (RLIMIT_NOFILE), for /status.
+std::pair<std::uint64_t, std::uint64_t> descriptor_use() {
+    std::uint64_t open = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec)) {
+        ++open;
+    }
+    rlimit limit{};
+    const std::uint64_t max = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 0;
+    return {open, max};
+}
+
+}  // namespace
+
 std::string Server::metrics_text() const {
     audit::TrafficCounters total;
     for (const auto& worker : workers_) {
@@ -255,16 +289,80 @@ std::string Server::metrics_text() const {
         total.merge(worker->context.counters);
     }
     static const std::string version_label = fmt::format("version=\"{}\"", kVersion);
+    const double started = std::chrono::duration<double>(started_.time_since_epoch()).count();
     return total.prometheus_text({
         {"egressgate_build_info", "The version of this egressgate binary", 1, "gauge", version_label},
+        {"egressgate_process_start_time_seconds", "When the process started, unix time", started},
         {"egressgate_open_connections", "Client connections open now", static_cast<double>(open_sessions())},
-        {"egressgate_audit_lines_dropped", "Audit lines dropped because the writer fell behind",
-         static_cast<double>(audit_.dropped_lines())},
+        {"egressgate_audit_lines_written_total", "Audit lines written to the audit file",
+         static_cast<double>(audit_.written_lines()), "counter"},
+        {"egressgate_audit_lines_dropped_total", "Audit lines lost: the writer fell behind or the file could not be written",
+         static_cast<double>(audit_.dropped_lines()), "counter"},
+        {"egressgate_audit_failing", "1 while the audit file cannot be written", audit_.failure() ? 1.0 : 0.0},
+        {"egressgate_reloads_total", "SIGHUP reloads applied", static_cast<double>(reloads_applied_.load()), "counter",
+         "result=\"applied\""},
+        {"egressgate_reloads_total", "SIGHUP reloads rejected (the running config stays)",
+         static_cast<double>(reloads_rejected_.load()), "counter", "result=\"rejected\""},
         {"egressgate_accept_failures_total", "Failed accepts (descriptors exhausted, resets before accept)",
          static_cast<double>(accept_failures_.load()), "counter"},
         {"egressgate_workers_stalled", "Workers whose event loop has not ticked for 2 s",
          static_cast<double>(stalled_workers().size())},
     });
+}
+
+void Server::sample_traffic() {
+    audit::TrafficSample sample{std::chrono::system_clock::now(), {}};
+    for (const auto& worker : workers_) {
+        std::lock_guard lock(worker->context.counters_mutex);
+        for (const auto& [vm, totals] : worker->context.counters.by_vm()) {
+            auto& bytes = sample.bytes_by_vm[vm];
+            bytes.first += totals.bytes_up;
+            bytes.second += totals.bytes_down;
+        }
+    }
+    history_.push_back(std::move(sample));
+    if (history_.size() > audit::kStatusHistorySamples) history_.pop_front();
+}
+
+std::string Server::status_page() const {
+    audit::StatusSnapshot snapshot;
+    auto& health = snapshot.health;
+    const auto now = std::chrono::system_clock::now();
+    health.version = kVersion;
+    health.uptime_s = std::chrono::duration_cast<std::chrono::seconds>(now - started_).count();
+    health.workers = static_cast<unsigned>(workers_.size());
+    health.stalled_workers = stalled_workers();
+    health.accepting = accepting();
+    health.open_connections = open_sessions();
+    std::tie(health.descriptors_open, health.descriptor_limit) = descriptor_use();
+    health.reloads_applied = reloads_applied_.load();
+    health.reloads_rejected = reloads_rejected_.load();
+    health.audit_lines_written = audit_.written_lines();
+    health.audit_lines_dropped = audit_.dropped_lines();
+    health.audit_failing = audit_.failure();
+    for (const auto& worker : workers_) {
+        std::lock_guard lock(worker->context.counters_mutex);
+        for (const auto& [vm, open] : worker->context.open_by_vm) {
+            auto& mine = snapshot.open_by_vm[vm];
+            mine.connections += open.connections;
+            mine.bytes_up += open.bytes_up;
+            mine.bytes_down += open.bytes_down;
+            mine.oldest_ms = std::max(mine.oldest_ms, open.oldest_ms);
+        }
+        snapshot.largest_open.insert(snapshot.largest_open.end(), worker->context.largest_open.begin(),
+                                     worker->context.largest_open.end());
+        snapshot.recent_denials.insert(snapshot.recent_denials.end(), worker->context.recent_denials.begin(),
+                                       worker->context.recent_denials.end());
+    }
+    std::sort(snapshot.largest_open.begin(), snapshot.largest_open.end(), [](const auto& a, const auto& b) {
+        return a.bytes_up + a.bytes_down > b.bytes_up + b.bytes_down;
+    });
+    if (snapshot.largest_open.size() > audit::kStatusLargestTransfers) snapshot.largest_open.resize(audit::kStatusLargestTransfers);
+    std::sort(snapshot.recent_denials.begin(), snapshot.recent_denials.end(),
+              [](const auto& a, const auto& b) { return a.time > b.time; });
+    if (snapshot.recent_denials.size() > audit::kStatusRecentDenials) snapshot.recent_denials.resize(audit::kStatusRecentDenials);
+    snapshot.history.assign(history_.begin(), history_.end());
+    return audit::render_status_page(snapshot, now);
 }
 
 std::size_t Server::open_sessions() const {

@@ -2,6 +2,7 @@
 // Listeners and workers: one single-threaded io_context per worker, each with its own
 // SO_REUSEPORT acceptor per listen address, so the kernel spreads connections across cores.
 #include <atomic>
+#include <deque>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -10,8 +11,10 @@
 #include <vector>
 
 #include "audit/audit_record.hpp"
+#include "audit/status_page.hpp"
 #include "config/config.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/client_series.hpp"
 #include "proxy/connection_limiter.hpp"
 #include "proxy/log_throttle.hpp"
 #include "proxy/tls_context.hpp"
@@ -74,6 +77,12 @@ public:
     bool accepting() const { return accepting_.load(); }
     // Workers whose heartbeat is older than kWorkerStallThreshold, e.g. "eg-worker-1".
     std::vector<std::string> stalled_workers() const;
+    // SIGHUP's outcome, for /metrics and /status.
+    void note_reload(bool applied) { ++(applied ? reloads_applied_ : reloads_rejected_); }
+    // The main thread, every audit::kStatusSampleInterval: per-VM bytes for /status's chart.
+    void sample_traffic();
+    // /status, rendered on the main thread (which also samples the traffic).
+    std::string status_page() const;
 
 private:
     struct Worker;
@@ -81,6 +90,7 @@ private:
 
     awaitable<void> accept_loop(Worker& worker, Listener& listener);
     static awaitable<void> sweep_deadlines(Worker& worker);
+    static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
     void refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
                           audit::CloseReason close_reason);
@@ -91,6 +101,7 @@ private:
     TlsContextHolder& tls_;
     AuditWriter& audit_;
     ConnectionLimiter limiter_;
+    ClientSeries series_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::string> bound_;  // "127.0.0.1:3128", "[::]:3129 (TLS)": logged by run()
     const std::string connection_id_prefix_;  // the process's start, unix ms: ids stay unique across restarts
@@ -98,6 +109,10 @@ private:
     std::atomic<bool> accepting_{false};
     std::atomic<std::uint64_t> accept_failures_{0};
     LogThrottle accept_failure_log_;
+    const std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+    std::atomic<std::uint64_t> reloads_applied_{0};
+    std::atomic<std::uint64_t> reloads_rejected_{0};
+    std::deque<audit::TrafficSample> history_;  // main thread only
 };
 
 }  // namespace egressgate::proxy

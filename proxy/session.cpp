@@ -289,6 +289,22 @@ void ClientSession::on_deadline() {
     }
 }
 
+void ClientSession::observe(LiveCollector& live, steady_clock::time_point now) {
+    if (finished_ || !record_open_) return;
+    const std::uint64_t up = record_.bytes_up - std::min(counted_.up, record_.bytes_up);
+    const std::uint64_t down = record_.bytes_down - std::min(counted_.down, record_.bytes_down);
+    if (up > 0 || down > 0) {
+        live.moved(record_.series, up, down);
+        counted_ = {record_.bytes_up, record_.bytes_down};
+    }
+    const bool transferring =
+        phase_ == Phase::tunneling || phase_ == Phase::exchanging || phase_ == Phase::awaiting_response;
+    if (transferring) {
+        const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - request_started_).count();
+        live.open(record_.series, record_.host, record_.port, record_.bytes_up, record_.bytes_down, age);
+    }
+}
+
 // A long tunnel says how far it got, so that a crash loses at most one interval of its record.
 void ClientSession::write_progress(steady_clock::time_point now) {
     next_progress_ = now + config_->audit_progress_interval;
@@ -311,6 +327,7 @@ void ClientSession::conclude_request() {
     next.vm = record_.vm;
     next.client_ip = record_.client_ip;
     next.client_port = record_.client_port;
+    next.series = record_.series;
     record_ = std::move(next);
     request_started_ = steady_clock::now();
     record_open_ = false;

@@ -67,6 +67,9 @@ public:
     // The worker's sweep: ends the current phase if its deadline has passed, and writes a
     // progress record for a long tunnel or exchange.
     void check_deadline(std::chrono::steady_clock::time_point now);
+    // The live sweep: bytes moved since the last look go to the counters, and an open transfer is
+    // shown on /status.
+    void observe(LiveCollector& live, std::chrono::steady_clock::time_point now);
 
     // --- for the paths ----------------------------------------------------------------------
     const config::Config& config() const { return *config_; }

@@ -6,10 +6,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <mutex>
+#include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "audit/audit_record.hpp"
+#include "audit/status_page.hpp"
 #include "audit/traffic_counters.hpp"
 
 namespace egressgate::proxy {
@@ -23,6 +28,34 @@ class ClientSession;
 // The sessions of one worker, so that the deadline sweep and shutdown can reach the open ones.
 using SessionRegistry = std::unordered_set<ClientSession*>;
 
+// How often the sweep counts the bytes open connections moved into /metrics and refreshes what
+// /status shows of them.
+inline constexpr std::chrono::seconds kLiveInterval{1};
+
+// What the sweep learns from the open sessions, gathered without the counters' lock and applied
+// under it once: the bytes each moved since the last look, and who is transferring what.
+class LiveCollector {
+public:
+    void moved(const std::string& series, std::uint64_t up, std::uint64_t down) {
+        moved_.push_back({series, up, down});
+    }
+    void open(const std::string& series, const std::string& host, std::uint16_t port, std::uint64_t up,
+              std::uint64_t down, std::int64_t age_ms);
+    // Under the worker's counters lock.
+    void apply(audit::TrafficCounters& counters, std::map<std::string, audit::OpenByVm>& open_by_vm,
+               std::vector<audit::OpenTransfer>& largest_open);
+
+private:
+    struct Moved {
+        std::string series;
+        std::uint64_t up;
+        std::uint64_t down;
+    };
+    std::vector<Moved> moved_;
+    std::map<std::string, audit::OpenByVm> open_by_vm_;
+    std::vector<audit::OpenTransfer> largest_;  // a min-heap by bytes, at most kStatusLargestTransfers
+};
+
 struct WorkerContext {
     unsigned index;
     AuditWriter& audit;
@@ -31,8 +64,11 @@ struct WorkerContext {
     ConnectionLimiter& limits;                  // shared by all workers (it locks)
     SessionRegistry sessions;                   // touched only on the worker's thread
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
-    std::mutex counters_mutex;                  // the admin thread reads the counters
+    std::mutex counters_mutex;                  // the admin thread reads what it guards:
     audit::TrafficCounters counters;
+    std::map<std::string, audit::OpenByVm> open_by_vm;       // as of the last live sweep
+    std::vector<audit::OpenTransfer> largest_open;           // most bytes first
+    std::deque<audit::DenialNote> recent_denials;            // newest last, kStatusRecentDenials at most
 
     // An audit line, and its counters: the final line of a connection or request, or a progress
     // line of a long one (`counted`: its bytes that earlier progress lines already counted).

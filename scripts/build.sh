@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the dependencies (Debian 12 packages) and builds egressgate.
-# Usage: scripts/build.sh [release|asan|tsan]   (default release)
+# Usage: scripts/build.sh [release|asan|tsan] [target...]   (default release, every target)
 #   release  build/        Release, what scripts/run.sh runs and the package ships
 #   asan     build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer, RelWithDebInfo
 #   tsan     build-tsan/   ThreadSanitizer, RelWithDebInfo
@@ -15,4 +15,7 @@ case "$variant" in
 esac
 ./scripts/install-deps.sh
 cmake -S . -B "$dir" -DCMAKE_INSTALL_PREFIX=/usr "${flags[@]}" >/dev/null
-cmake --build "$dir" -j"$(nproc)"
+shift $(( $# > 0 ? 1 : 0 ))
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "$dir" -j"$(nproc)" "${targets[@]}"

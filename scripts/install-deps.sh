@@ -8,10 +8,13 @@ packages=(
   libboost-dev libssl-dev
   node-llhttp libtomlplusplus-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libc-ares-dev catch2 libcli11-dev
+  zlib1g-dev  # egressgate report reads rotated .gz audit files
   # integration tests drive the real binary with real clients
   curl openssl python3 iproute2 util-linux
   # the package tests: logrotate drives a real rotation, systemd-analyze checks the unit
   logrotate systemd shellcheck jq
+  # the browser tests: /status and the HTML report in headless Chromium
+  chromium
 )
 
 missing=()

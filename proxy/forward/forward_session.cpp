@@ -62,6 +62,7 @@ awaitable<bool> ForwardSession::forward_request(const http::MessageHead& head) {
     const auto& target = absolute.target;
     record.host = target.host;
     record.port = target.port;
+    record.path = http::audit_path(absolute.origin_form);
     const auto decision = session_.config().egress.decide(target);
     session_.record_decision(decision);
     if (!decision.permits()) {

@@ -40,7 +40,7 @@ MAX_HEAD = 64 * 1024  # bytes of a response head we are willing to read
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 STORAGE_NAME = "myvault.blob.core.windows.net"
 AUDIT_FIELDS = (
-    "time", "connection_id", "vm", "client_ip", "client_port", "method", "host", "port",
+    "time", "record", "connection_id", "vm", "client_ip", "client_port", "method", "host", "port", "path",
     "resolved", "decision", "reason", "rule", "status", "bytes_up", "bytes_down", "connect_ms",
     "duration_ms", "close_reason", "sni", "alpn",
 )

@@ -62,7 +62,7 @@ TEST_CASE("an audit line is one JSON object with every field", "[audit]") {
     CHECK(j[std::string(field::connect_ms)] == 12);
     CHECK(j[std::string(field::duration_ms)] == 3456);
     CHECK(j[std::string(field::close_reason)] == "completed");
-    CHECK(j.size() == 21);
+    CHECK(j.size() == 22);
 }
 
 TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]") {
