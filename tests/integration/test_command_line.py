@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -67,20 +68,26 @@ class CommandLineTest(unittest.TestCase):
         config = self.write_config(base_config(self.dir, ports=[443]))
         for form in (["--config", str(config)], [f"--config={config}"]):
             with self.subTest(form=form):
-                proc = subprocess.Popen([egressgate_bin(), *form], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
+                # stderr goes to a file, as under systemd: a pipe nobody reads could block the proxy.
+                log = self.dir / "stderr.log"
+                with open(log, "wb") as err:
+                    proc = subprocess.Popen([egressgate_bin(), *form], stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=err)
                 try:
-                    line = ""
-                    for _ in range(50):  # the first lines of the log, bounded
-                        line = proc.stderr.readline()
-                        if "listening on" in line or not line:
-                            break
-                    self.assertIn("listening on", line)
+                    deadline = time.monotonic() + 20
+                    while "listening on" not in log.read_text(errors="replace"):
+                        self.assertIsNone(proc.poll(), f"exited before listening:\n{log.read_text()}")
+                        self.assertLess(time.monotonic(), deadline, f"no 'listening on':\n{log.read_text()}")
+                        time.sleep(0.02)
                 finally:
                     proc.terminate()
-                    proc.wait(10)
-                    proc.stderr.close()
-                self.assertEqual(proc.returncode, 0)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(10)
+                        self.fail(f"SIGTERM did not stop the proxy within 10 s:\n{log.read_text()}")
+                self.assertEqual(proc.returncode, 0, log.read_text())
 
     def test_check_config_and_equals_form(self):
         config = self.write_config(base_config(self.dir, ports=[443]))
