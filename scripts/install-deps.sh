@@ -9,6 +9,7 @@ packages=(
   node-llhttp libtomlplusplus-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libc-ares-dev catch2 libcli11-dev
   zlib1g-dev  # egressgate report reads rotated .gz audit files
+  libpsl-dev publicsuffix  # wildcard host patterns over a public suffix are refused
   # integration tests drive the real binary with real clients
   curl openssl python3 iproute2 util-linux
   # the package tests: logrotate drives a real rotation, systemd-analyze checks the unit

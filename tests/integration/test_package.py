@@ -25,7 +25,8 @@ REQUIRED_FILES = {
 }
 CONFFILES = {"/etc/egressgate/egressgate.toml", "/etc/logrotate.d/egressgate"}
 # The shared libraries the binary links, by their Debian 12 package names.
-RUNTIME_PACKAGES = ("libc-ares2", "libssl3", "libtomlplusplus3", "libspdlog1.10", "libfmt9", "init-system-helpers")
+RUNTIME_PACKAGES = ("libc-ares2", "libssl3", "libtomlplusplus3", "libspdlog1.10", "libfmt9", "init-system-helpers",
+                    "libpsl5", "publicsuffix")
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -77,8 +77,10 @@ const std::vector<BadFixture> kBadFixtures = {
     {"port_too_large.toml", {{"egress.ports[2]", "70000", "must be from 1 to 65535", 5, 21}}},
     {"bad_mode.toml", {{"egress.mode", "\"audit\"", "expected \"enforce\" or \"report\"", 5, 8}}},
     {"unknown_catalog.toml",
-     {{"egress.catalogs[1]", "\"azure-storage\"",
-       "unknown catalog; choices: azure-backup, azure-backup-usgov, azure-backup-china", 5, 29}}},
+     {{"egress.catalogs[1]", "\"azure-storge\"",
+       "unknown catalog; choices: azure-backup, azure-backup-usgov, azure-backup-china, azure-storage, "
+       "azure-ad-login, azure-agent, azure-workload-backup",
+       5, 29}}},
     {"bad_host_pattern.toml",
      {{"egress.hosts[1]", "\"*backup.example.com\"", "not a host pattern", 5, 37}}},
     {"bad_dns_host_address.toml",
