@@ -1,5 +1,6 @@
 #include "audit/inventory.hpp"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -12,6 +13,10 @@ namespace egressgate::audit {
 // ::ffff:10.0.0.4 finds the VM registered as 10.0.0.4, whichever form either side used.
 void Inventory::add(const policy::IpAddress& ip, std::string vm_name) {
     names_[ip.unmapped().to_string()] = std::move(vm_name);
+}
+
+bool Inventory::has_name(std::string_view vm_name) const {
+    return std::any_of(names_.begin(), names_.end(), [&](const auto& entry) { return entry.second == vm_name; });
 }
 
 std::optional<std::string_view> Inventory::find(const policy::IpAddress& ip) const {

@@ -17,6 +17,8 @@ public:
     void add(const policy::IpAddress& ip, std::string vm_name);
     // The VM name for an address (IPv4-mapped IPv6 is unmapped first), or nullopt.
     std::optional<std::string_view> find(const policy::IpAddress& ip) const;
+    // Whether some address carries this VM name (config checks; a scan).
+    bool has_name(std::string_view vm_name) const;
     std::size_t size() const { return names_.size(); }
 
 private:

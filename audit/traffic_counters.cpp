@@ -93,6 +93,7 @@ void TrafficCounters::add(const Record& r, CountedBytes counted) {
         }
     }
     ++by_outcome_[{std::string(r.decision), std::string(r.reason)}];
+    if (!r.policy_rule.empty()) ++by_rule_[{r.policy_rule, std::string(r.decision)}];
     ++by_close_reason_[std::string(to_string(r.close_reason))];
     if (const auto limit = limit_of(r.reason)) ++limit_refusals_[static_cast<std::size_t>(*limit)];
 }
@@ -107,6 +108,7 @@ void TrafficCounters::merge(const TrafficCounters& other) {
     }
     for (const auto& [key, n] : other.by_outcome_) by_outcome_[key] += n;
     for (const auto& [key, n] : other.by_close_reason_) by_close_reason_[key] += n;
+    for (const auto& [key, n] : other.by_rule_) by_rule_[key] += n;
     clients_denied_ += other.clients_denied_;
     for (std::size_t i = 0; i < kLimitCount; ++i) limit_refusals_[i] += other.limit_refusals_[i];
     connect_seconds_.merge(other.connect_seconds_);
@@ -125,6 +127,11 @@ std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> sampl
     header(out, "egressgate_connections_total", "Connections and forwarded requests, by decision and reason", "counter");
     for (const auto& [key, n] : by_outcome_) {
         fmt::format_to(std::back_inserter(out), "egressgate_connections_total{{decision=\"{}\",reason=\"{}\"}} {}\n",
+                       label(key.first), label(key.second), n);
+    }
+    header(out, "egressgate_rule_decisions_total", "Connections and requests by the rule that decided them", "counter");
+    for (const auto& [key, n] : by_rule_) {
+        fmt::format_to(std::back_inserter(out), "egressgate_rule_decisions_total{{rule=\"{}\",decision=\"{}\"}} {}\n",
                        label(key.first), label(key.second), n);
     }
     header(out, "egressgate_closed_total", "Connections and requests by how they ended", "counter");

@@ -85,6 +85,7 @@ public:
     // (decision, reason) -> count, e.g. ("deny", "host_not_allowed")
     const std::map<std::pair<std::string, std::string>, std::uint64_t>& by_outcome() const { return by_outcome_; }
     const std::map<std::string, std::uint64_t>& by_close_reason() const { return by_close_reason_; }
+    const std::map<std::pair<std::string, std::string>, std::uint64_t>& by_rule() const { return by_rule_; }
     std::uint64_t clients_denied() const { return clients_denied_; }
     std::uint64_t limit_refusals(Limit limit) const { return limit_refusals_[static_cast<std::size_t>(limit)]; }
 
@@ -92,6 +93,8 @@ private:
     std::map<std::string, VmTotals> by_vm_;
     std::map<std::pair<std::string, std::string>, std::uint64_t> by_outcome_;
     std::map<std::string, std::uint64_t> by_close_reason_;
+    // (rule that decided, decision) -> count: rules are the config's, a bounded set.
+    std::map<std::pair<std::string, std::string>, std::uint64_t> by_rule_;
     std::uint64_t clients_denied_ = 0;  // connections from outside [clients] allow, all addresses
     std::uint64_t limit_refusals_[kLimitCount] = {};
     Histogram connect_seconds_{kConnectSecondsBounds};

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <tuple>
 #include <utility>
@@ -16,6 +17,8 @@
 
 #include "policy/authority.hpp"
 #include "policy/catalog.hpp"
+#include "policy/public_suffix.hpp"
+#include "policy/service_tags.hpp"
 
 namespace egressgate::config {
 
@@ -39,6 +42,8 @@ constexpr std::size_t kMaxFileBytes = 64 * 1024 * 1024;      // az_vm_list of a 
 
 const char* const kDefaultListen = "0.0.0.0:3128";
 const std::initializer_list<std::uint16_t> kDefaultPorts = {443, 8443, 80};
+// [[egress.rule]] name: a /metrics label and an audit field, so short and plain.
+constexpr std::size_t kMaxRuleNameLength = 64;
 const std::initializer_list<std::string_view> kDefaultCatalogs = {"azure-backup"};
 
 // ---------------------------------------------------------------------------------------------
@@ -204,10 +209,18 @@ private:
     void proxy_tls(const toml::table& t);
     void clients_section(const toml::table* t);
     void egress_section(const toml::table* t);
-    void egress_ports(const toml::node* ports);
-    void add_catalogs(const toml::node* node, const std::string& path);
-    void add_catalog(std::string_view name, const toml::node* at, const std::string& path);
-    void add_host_patterns(const toml::array& hosts, const std::string& path);
+    std::vector<std::uint16_t> port_list(const toml::node* ports, const std::string& path);
+    void add_catalogs(const toml::node* node, const std::string& path, policy::HostPatternSet& into);
+    void add_catalog(std::string_view name, const toml::node* at, const std::string& path,
+                     policy::HostPatternSet& into);
+    void add_host_patterns(const toml::node& hosts, const std::string& path, policy::HostPatternSet& into,
+                           const std::string& origin, bool allow_list);
+    void service_tags_file(const toml::node& node);
+    policy::PrefixSetPtr service_tag_set(const toml::node& node, const std::string& path);
+    void egress_rules(const toml::node& node);
+    void egress_rule(const toml::table& t, const std::string& path);
+    void rule_clients(const toml::node& node, const std::string& path, policy::ClientSelector& into);
+    void check_rule_vm_names();
     void dns_section(const toml::table& t);
     void dns_static_hosts(const toml::table& t, const std::string& path);
     void timeouts_section(const toml::table& t);
@@ -245,6 +258,15 @@ private:
     std::vector<ConfigError> errors_;
     std::shared_ptr<Config> config_ = std::make_shared<Config>();
     policy::EgressRules rules_;
+    // VM names that rules' clients name, checked against the inventory once it is read.
+    struct VmReference {
+        std::string name;
+        std::string key;
+        std::string value;
+        toml::source_region where;
+    };
+    std::vector<VmReference> rule_vm_names_;
+    std::set<std::string> rule_names_;
 };
 
 void ConfigBuilder::error(std::string key, std::string value, const toml::source_region& where,
@@ -460,7 +482,9 @@ void ConfigBuilder::clients_section(const toml::table* t) {
 void ConfigBuilder::egress_section(const toml::table* t) {
     static const toml::table kEmpty;
     const toml::table& egress = t != nullptr ? *t : kEmpty;
-    check_known_keys(egress, "egress", {"mode", "ports", "catalogs", "hosts", "allow_addresses", "sni", "tls_ports"});
+    check_known_keys(egress, "egress", {"mode", "ports", "catalogs", "hosts", "allow_addresses", "sni", "tls_ports",
+                                        "deny_hosts", "service_tags_file", "service_tags", "require_service_tag",
+                                        "rule"});
 
     if (const toml::node* mode = egress.get("mode")) {
         if (const auto text = string_of(*mode, "egress.mode")) {
@@ -488,80 +512,235 @@ void ConfigBuilder::egress_section(const toml::table* t) {
             }
         }
     }
-    egress_ports(egress.get("ports"));
-    add_catalogs(egress.get("catalogs"), "egress.catalogs");
-    if (const toml::node* hosts = egress.get("hosts")) {
-        if (const auto* array = array_of(*hosts, "egress.hosts", "host patterns")) add_host_patterns(*array, "egress.hosts");
+    rules_.ports = port_list(egress.get("ports"), "egress.ports");
+    if (rules_.ports.empty() && egress.get("ports") == nullptr) rules_.ports.assign(kDefaultPorts.begin(), kDefaultPorts.end());
+    add_catalogs(egress.get("catalogs"), "egress.catalogs", rules_.hosts);
+    if (const toml::node* hosts = egress.get("hosts")) add_host_patterns(*hosts, "egress.hosts", rules_.hosts, "egress.hosts", true);
+    if (const toml::node* deny = egress.get("deny_hosts")) {
+        add_host_patterns(*deny, "egress.deny_hosts", rules_.deny_hosts, "egress.deny_hosts", false);
     }
     if (const toml::node* allow = egress.get("allow_addresses")) {
         if (auto set = cidr_list(*allow, "egress.allow_addresses", false)) rules_.allow_addresses = std::move(*set);
     }
-}
-
-void ConfigBuilder::egress_ports(const toml::node* ports) {
-    if (ports == nullptr) {
-        rules_.ports.assign(kDefaultPorts.begin(), kDefaultPorts.end());
-        return;
-    }
-    const auto* array = array_of(*ports, "egress.ports", "port numbers");
-    if (array == nullptr) return;
-    // An empty list would deny everything: almost certainly not what the admin meant.
-    if (array->empty()) error("egress.ports", echo(*ports), ports->source(), "must list at least one port");
-    for (std::size_t i = 0; i < array->size(); ++i) {
-        if (auto port = integer_in(*array->get(i), element_path("egress.ports", i), 1, kMaxPort)) {
-            rules_.ports.push_back(static_cast<std::uint16_t>(*port));
+    if (const toml::node* file = egress.get("service_tags_file")) service_tags_file(*file);
+    if (const toml::node* tags = egress.get("service_tags")) rules_.service_tags = service_tag_set(*tags, "egress.service_tags");
+    if (const toml::node* rules = egress.get("rule")) egress_rules(*rules);
+    if (const toml::node* require = egress.get("require_service_tag")) {
+        if (!require->is_boolean()) {
+            error("egress.require_service_tag", echo(*require), require->source(),
+                  "expected true or false, got " + std::string(type_name(require->type())));
+        } else {
+            rules_.require_service_tag = *require->value<bool>();
+            // Every allowed name must then lie in some tags: without [egress] service_tags, names
+            // the global list or a rule without tags allows would all be refused.
+            if (rules_.require_service_tag && !rules_.service_tags) {
+                error("egress.require_service_tag", echo(*require), require->source(),
+                      "needs [egress] service_tags: the tags that every allowed name's addresses must lie in");
+            }
         }
     }
 }
 
-std::string catalog_choices() {
-    std::string choices;
-    for (std::string_view name : policy::catalog_names()) {
-        if (!choices.empty()) choices += ", ";
-        choices += name;
+// [egress] service_tags_file: a ServiceTags_*.json, relative to the config file's directory.
+// Read with the config, so SIGHUP re-reads it and the new prefixes swap in with the new Config.
+void ConfigBuilder::service_tags_file(const toml::node& node) {
+    const auto text = string_of(node, "egress.service_tags_file");
+    if (!text) return;
+    std::filesystem::path path(*text);
+    if (path.is_relative()) path = base_dir_ / path;
+    auto loaded = policy::ServiceTags::load(path);
+    if (!loaded.tags) {
+        error("egress.service_tags_file", echo(node), node.source(), loaded.error);
+        return;
     }
-    return choices;
+    config_->service_tags = std::move(loaded.tags);
+}
+
+// Tag names -> the union of their prefixes. Each unknown name is an error at its element, with
+// the closest names the file has.
+policy::PrefixSetPtr ConfigBuilder::service_tag_set(const toml::node& node, const std::string& path) {
+    const auto* array = array_of(node, path, "service tag names");
+    if (array == nullptr) return nullptr;
+    if (array->empty()) {
+        error(path, echo(node), node.source(), "must list at least one service tag");
+        return nullptr;
+    }
+    const policy::ServiceTags* tags = config_->service_tags.get();
+    std::vector<std::string> names;
+    for_each_string(*array, path, [&](const std::string& name, const toml::node& element, const std::string& where) {
+        if (tags == nullptr) {
+            error(where, echo(element), element.source(), "needs [egress] service_tags_file, the file that defines the tags");
+        } else if (tags->find(name) == nullptr) {
+            error(where, echo(element), element.source(),
+                  policy::describe(policy::UnknownServiceTag{name, tags->suggestions(name)}));
+        } else {
+            names.push_back(name);
+        }
+    });
+    if (tags == nullptr || names.empty()) return nullptr;
+    return tags->resolve(names).set;
+}
+
+std::vector<std::uint16_t> ConfigBuilder::port_list(const toml::node* ports, const std::string& path) {
+    std::vector<std::uint16_t> list;
+    if (ports == nullptr) return list;
+    const auto* array = array_of(*ports, path, "port numbers");
+    if (array == nullptr) return list;
+    // An empty list would deny everything: almost certainly not what the admin meant.
+    if (array->empty()) error(path, echo(*ports), ports->source(), "must list at least one port");
+    for (std::size_t i = 0; i < array->size(); ++i) {
+        if (auto port = integer_in(*array->get(i), element_path(path, i), 1, kMaxPort)) {
+            list.push_back(static_cast<std::uint16_t>(*port));
+        }
+    }
+    return list;
 }
 
 // Expands one catalog into host patterns. `at` is where the name was written, or null for the
 // default catalogs (a missing default is a bug here, reported at the top of the file).
-void ConfigBuilder::add_catalog(std::string_view name, const toml::node* at, const std::string& path) {
+void ConfigBuilder::add_catalog(std::string_view name, const toml::node* at, const std::string& path,
+                                policy::HostPatternSet& into) {
     const toml::source_region where = at != nullptr ? at->source() : toml::source_region{};
     const std::string value = at != nullptr ? echo(*at) : std::string{};
     const auto patterns = policy::catalog_patterns(name);
     if (!patterns) {
-        error(path, value, where, "unknown catalog; choices: " + catalog_choices());
+        error(path, value, where, "unknown catalog; choices: " + policy::catalog_choices());
         return;
     }
     const std::string origin = "catalog:" + std::string(name);
     for (std::string_view text : *patterns) {
         // A built-in pattern that does not parse must not silently shrink the rule.
-        if (auto pattern = policy::HostPattern::parse(text)) rules_.hosts.add(*pattern, origin);
+        if (auto pattern = policy::HostPattern::parse(text)) into.add(*pattern, origin);
         else error(path, value, where, "built-in pattern \"" + std::string(text) + "\" is invalid");
     }
 }
 
-void ConfigBuilder::add_catalogs(const toml::node* node, const std::string& path) {
+// `node` null: [egress] without catalogs, which means the default ones.
+void ConfigBuilder::add_catalogs(const toml::node* node, const std::string& path, policy::HostPatternSet& into) {
     if (node == nullptr) {
-        for (std::string_view name : kDefaultCatalogs) add_catalog(name, nullptr, path);
+        for (std::string_view name : kDefaultCatalogs) add_catalog(name, nullptr, path, into);
         return;
     }
     if (const auto* array = array_of(*node, path, "catalog names")) {
         for_each_string(*array, path, [&](const std::string& name, const toml::node& element, const std::string& where) {
-            add_catalog(name, &element, where);
+            add_catalog(name, &element, where, into);
         });
     }
 }
 
-void ConfigBuilder::add_host_patterns(const toml::array& hosts, const std::string& path) {
-    for_each_string(hosts, path, [&](const std::string& text, const toml::node& element, const std::string& where) {
-        if (auto pattern = policy::HostPattern::parse(text)) {
-            rules_.hosts.add(*pattern, "egress.hosts");
+// An allow list refuses wildcards over a public suffix ("*.com"); a deny list may be as wide as
+// the admin likes.
+void ConfigBuilder::add_host_patterns(const toml::node& hosts, const std::string& path, policy::HostPatternSet& into,
+                                      const std::string& origin, bool allow_list) {
+    const auto* array = array_of(hosts, path, "host patterns");
+    if (array == nullptr) return;
+    for_each_string(*array, path, [&](const std::string& text, const toml::node& element, const std::string& where) {
+        const auto pattern = policy::HostPattern::parse(text);
+        if (!pattern) {
+            error(where, echo(element), element.source(),
+                  "not a host pattern: expected \"name.example\" or \"*.example\" (punycode for IDNs)");
             return;
         }
-        error(where, echo(element), element.source(),
-              "not a host pattern: expected \"name.example\" or \"*.example\" (punycode for IDNs)");
+        if (allow_list) {
+            if (const auto problem = policy::public_suffix_problem(*pattern)) {
+                error(where, echo(element), element.source(), *problem);
+                return;
+            }
+        }
+        into.add(*pattern, origin);
     });
+}
+
+// --- [[egress.rule]] -------------------------------------------------------------------------
+
+void ConfigBuilder::egress_rules(const toml::node& node) {
+    const auto* array = node.as_array();
+    if (array == nullptr || !array->is_array_of_tables()) {
+        error("egress.rule", echo(node), node.source(),
+              "expected an array of tables ([[egress.rule]] with a name), got " + std::string(type_name(node.type())));
+        return;
+    }
+    for (std::size_t i = 0; i < array->size(); ++i) egress_rule(*array->get(i)->as_table(), element_path("egress.rule", i));
+}
+
+void ConfigBuilder::egress_rule(const toml::table& t, const std::string& path) {
+    check_known_keys(t, path, {"name", "clients", "hosts", "catalogs", "ports", "service_tags", "action", "mode"});
+    policy::EgressRule rule;
+    if (const toml::node* name = t.get("name")) {
+        if (const auto text = string_of(*name, path + ".name")) {
+            // Names label /metrics series and audit lines: kept to a plain, printable alphabet.
+            const bool plain = !text->empty() && text->size() <= kMaxRuleNameLength &&
+                               std::all_of(text->begin(), text->end(), [](unsigned char c) {
+                                   return std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.';
+                               });
+            if (!plain) {
+                error(path + ".name", echo(*name), name->source(),
+                      "expected 1 to " + std::to_string(kMaxRuleNameLength) + " letters, digits, '-', '_' or '.'");
+            } else if (!rule_names_.insert(*text).second) {
+                error(path + ".name", echo(*name), name->source(), "another [[egress.rule]] has this name");
+            }
+            rule.name = *text;
+        }
+    } else {
+        require(path + ".name", t.source(), "the rule's name, for audit lines and /metrics");
+    }
+    if (const toml::node* clients = t.get("clients")) rule_clients(*clients, path + ".clients", rule.clients);
+    if (const toml::node* hosts = t.get("hosts")) add_host_patterns(*hosts, path + ".hosts", rule.hosts, "hosts", true);
+    if (const toml::node* catalogs = t.get("catalogs")) add_catalogs(catalogs, path + ".catalogs", rule.hosts);
+    rule.ports = port_list(t.get("ports"), path + ".ports");
+    if (const toml::node* tags = t.get("service_tags")) rule.service_tags = service_tag_set(*tags, path + ".service_tags");
+    if (const toml::node* action = t.get("action")) {
+        if (const auto text = string_of(*action, path + ".action")) {
+            if (*text == "allow") rule.action = policy::RuleAction::allow;
+            else if (*text == "deny") rule.action = policy::RuleAction::deny;
+            else error(path + ".action", echo(*action), action->source(), "expected \"allow\" or \"deny\"");
+        }
+    }
+    if (const toml::node* mode = t.get("mode")) {
+        if (const auto text = string_of(*mode, path + ".mode")) {
+            if (*text == "enforce") rule.mode = policy::EgressMode::enforce;
+            else if (*text == "report") rule.mode = policy::EgressMode::report;
+            else error(path + ".mode", echo(*mode), mode->source(), "expected \"enforce\" or \"report\"");
+        }
+    }
+    // Service tags say where a rule's names may go; a deny rule cannot say "not there".
+    if (rule.action == policy::RuleAction::deny && rule.service_tags) {
+        const toml::node* tags = t.get("service_tags");
+        error(path + ".service_tags", echo(*tags), tags->source(),
+              "a rule with action = \"deny\" denies by hosts and catalogs; service_tags only allow");
+    }
+    rules_.rules.push_back(std::move(rule));
+}
+
+// Each entry is a CIDR, a single address (a /32 or /128), or the name of a VM in the inventory.
+void ConfigBuilder::rule_clients(const toml::node& node, const std::string& path, policy::ClientSelector& into) {
+    const auto* array = array_of(node, path, "CIDRs or VM names");
+    if (array == nullptr) return;
+    if (array->empty()) {
+        error(path, echo(node), node.source(), "must list at least one CIDR or VM name (leave it out for every client)");
+        return;
+    }
+    for_each_string(*array, path, [&](const std::string& text, const toml::node& element, const std::string& where) {
+        if (auto cidr = policy::Cidr::parse(text)) {
+            into.cidrs.add(*cidr);
+        } else if (auto ip = policy::IpAddress::parse(text)) {
+            into.cidrs.add(*policy::Cidr::parse(text + (ip->is_v4() ? "/32" : "/128")));
+        } else if (text.find_first_of("/:") != std::string::npos || text.empty()) {
+            error(where, echo(element), element.source(), "not a CIDR, an IP address or a VM name");
+        } else {
+            into.vm_names.push_back(text);
+            rule_vm_names_.push_back({text, where, echo(element), element.source()});
+        }
+    });
+}
+
+// A VM name the inventory does not know would silently match nobody.
+void ConfigBuilder::check_rule_vm_names() {
+    for (const auto& ref : rule_vm_names_) {
+        if (!config_->inventory.has_name(ref.name)) {
+            error(ref.key, ref.value, ref.where, "no VM of this name in the inventory ([[vm]] or [inventory] az_vm_list)");
+        }
+    }
 }
 
 // --- [dns] -----------------------------------------------------------------------------------
@@ -728,6 +907,7 @@ LoadResult ConfigBuilder::build(const toml::table& root) {
     if (const auto* t = table_at(root, "inventory", "inventory")) inventory_section(*t);
     if (const toml::node* vms = root.get("vm")) vm_entries(*vms);
     if (const auto* t = table_at(root, "admin", "admin")) admin_section(*t);
+    check_rule_vm_names();
 
     LoadResult result;
     if (errors_.empty()) {

@@ -12,6 +12,7 @@
 #include "audit/inventory.hpp"
 #include "policy/egress_policy.hpp"
 #include "policy/ip_address.hpp"
+#include "policy/service_tags.hpp"
 
 namespace egressgate::config {
 
@@ -68,6 +69,8 @@ struct Config {
     policy::ClientAllowList clients;    // [clients] allow, at least one prefix
     ClientLimits client_limits;         // [clients] max_connections_per_ip, max_new_connections_per_second_per_ip
     policy::EgressPolicy egress{policy::EgressRules{}};
+    // [egress] service_tags_file, loaded with the config (so a reload re-reads it); null if unset.
+    policy::ServiceTagsPtr service_tags;
     DnsSettings dns;
     Timeouts timeouts;
     std::string audit_path = "/var/log/egressgate/audit.jsonl";  // "-" = stdout

@@ -1,6 +1,7 @@
 #pragma once
 // Policy decisions as values: a verdict, a fixed reason string, and the rule that decided.
 // The same reason strings appear in HTTP responses, audit lines and tests.
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,9 @@ inline constexpr std::string_view port_not_allowed = "port_not_allowed";
 inline constexpr std::string_view ip_literal_not_allowed = "ip_literal_not_allowed";
 inline constexpr std::string_view destination_address_denied = "destination_address_denied";
 inline constexpr std::string_view client_denied = "client_denied";
+inline constexpr std::string_view host_denied = "host_denied";  // [egress] deny_hosts
+inline constexpr std::string_view denied_by_rule = "denied_by_rule";  // an [[egress.rule]] with action = "deny"
+inline constexpr std::string_view address_outside_service_tags = "address_outside_service_tags";
 // Tunnel inspection ([egress] sni).
 inline constexpr std::string_view sni_match = "sni_match";
 inline constexpr std::string_view sni_allowed = "sni_allowed";
@@ -33,10 +37,19 @@ inline constexpr std::string_view not_tls = "not_tls";
 inline constexpr std::string_view tls_malformed = "tls_malformed";
 }  // namespace reason
 
+class PrefixSet;
+
 struct Decision {
     Verdict verdict = Verdict::deny;
     std::string_view reason;  // one of policy::reason
     std::string rule;         // what decided: "catalog:azure-backup *.blob.core.windows.net", "imds", ...
+    // The rule's name alone, for /metrics (a bounded set): an [[egress.rule]] name,
+    // "egress.deny_hosts", "egress.hosts", "egress.service_tags", "egress.ports", ...
+    std::string rule_name;
+    // The addresses the destination must resolve into (service tags), when the rule says so.
+    std::shared_ptr<const PrefixSet> within;
+    std::string within_rule;  // where that requirement came from, for the address's decision
+    std::string within_name;  // its rule name alone, for /metrics
 
     bool permits() const { return verdict != Verdict::deny; }
 };

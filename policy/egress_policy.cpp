@@ -8,21 +8,24 @@ namespace {
 // Rule names for decisions that no single pattern or prefix made.
 constexpr std::string_view kRulePorts = "egress.ports";
 constexpr std::string_view kRuleHosts = "egress.hosts";
+constexpr std::string_view kRuleDenyHosts = "egress.deny_hosts";
+constexpr std::string_view kRuleServiceTags = "egress.service_tags";
 constexpr std::string_view kRuleAllowAddresses = "egress.allow_addresses";
 constexpr std::string_view kRuleHostSyntax = "host_syntax";
 constexpr std::string_view kRulePublic = "public";
 constexpr std::string_view kAllowAddressesPrefix = "allow_addresses:";
+constexpr std::string_view kRulePrefix = "rule:";
 
-Decision allow(std::string_view why, std::string rule) {
-    return Decision{Verdict::allow, why, std::move(rule)};
+Decision allow(std::string_view why, std::string rule, std::string_view rule_name) {
+    return Decision{Verdict::allow, why, std::move(rule), std::string(rule_name), nullptr, {}, {}};
 }
 
-Decision deny(std::string_view why, std::string_view rule) {
-    return Decision{Verdict::deny, why, std::string(rule)};
+Decision deny(std::string_view why, std::string rule, std::string_view rule_name) {
+    return Decision{Verdict::deny, why, std::move(rule), std::string(rule_name), nullptr, {}, {}};
 }
 
 Decision address_exemption(const Cidr& cidr) {
-    return allow(reason::address_allowed, std::string(kAllowAddressesPrefix) + cidr.to_string());
+    return allow(reason::address_allowed, std::string(kAllowAddressesPrefix) + cidr.to_string(), kRuleAllowAddresses);
 }
 
 // Target is a plain struct that other layers fill in: an IP literal may arrive without literal set.
@@ -30,6 +33,16 @@ std::optional<IpAddress> literal_of(const Target& target) {
     if (target.literal) return target.literal;
     return IpAddress::parse(target.host);
 }
+
+bool has_port(const std::vector<std::uint16_t>& ports, std::uint16_t port) {
+    return std::find(ports.begin(), ports.end(), port) != ports.end();
+}
+
+void note(Trace* trace, std::string step) {
+    if (trace != nullptr) trace->push_back(std::move(step));
+}
+
+std::string rule_label(const EgressRule& rule) { return std::string(kRulePrefix) + rule.name; }
 
 }  // namespace
 
@@ -42,39 +55,162 @@ std::string_view to_string(Verdict v) {
     return "deny";
 }
 
-Decision EgressPolicy::decide(const Target& target) const {
+bool ClientSelector::matches(const Client& client) const {
+    if (cidrs.empty() && vm_names.empty()) return true;
+    if (client.address && cidrs.contains(*client.address)) return true;
+    return client.vm && std::find(vm_names.begin(), vm_names.end(), *client.vm) != vm_names.end();
+}
+
+// A rule decides a request when the client, the port and the destination are its: a name its
+// hosts match, an IP literal in its service tags, a name that must resolve into its service tags
+// (a rule with service tags and no hosts), or any destination (a rule that lists none).
+std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const Target& target,
+                                                 const std::optional<IpAddress>& literal,
+                                                 const std::optional<std::string>& name, const Client& client,
+                                                 Trace* trace) const {
+    if (!rule.clients.matches(client)) return std::nullopt;
+    if (!has_port(rule.ports.empty() ? rules_.ports : rule.ports, target.port)) return std::nullopt;
+    const bool lists_hosts = rule.hosts.size() != 0;
+    std::string matched;
+    if (!lists_hosts && !rule.service_tags) {
+        matched = "any destination";
+    } else if (name) {
+        if (const auto match = lists_hosts ? rule.hosts.find(*name) : std::nullopt) {
+            matched = match->origin + " " + match->pattern;
+        } else if (!lists_hosts) {
+            matched = "service tags, by address";
+        } else {
+            return std::nullopt;
+        }
+    } else if (literal) {
+        const auto tag = rule.service_tags ? rule.service_tags->tag_of(*literal) : std::nullopt;
+        if (!tag) return std::nullopt;
+        matched = "service tag " + std::string(*tag);
+    }
+    const std::string label = rule_label(rule) + " " + matched;
+    note(trace, "rule \"" + rule.name + "\" matches (" + matched + "): " +
+                    (rule.action == RuleAction::allow ? "allow" : "deny"));
+    if (rule.action == RuleAction::deny) return deny(reason::denied_by_rule, label, rule.name);
+    Decision d = allow(literal ? reason::address_allowed : reason::host_allowed, label, rule.name);
+    if (name && (rule.service_tags || rules_.require_service_tag)) {
+        d.within = rule.service_tags ? rule.service_tags : rules_.service_tags;
+        d.within_rule = rule.service_tags ? rule_label(rule) : std::string(kRuleServiceTags);
+        d.within_name = rule.service_tags ? rule.name : std::string(kRuleServiceTags);
+    }
+    return d;
+}
+
+Decision EgressPolicy::decide_global(const Target& target, const std::optional<IpAddress>& literal,
+                                     const std::optional<std::string>& name, Trace* trace) const {
+    if (!has_port(rules_.ports, target.port)) {
+        note(trace, "[egress] ports do not list " + std::to_string(target.port) + ": deny");
+        return deny(reason::port_not_allowed, std::string(kRulePorts), kRulePorts);
+    }
+    if (literal) {
+        if (const Cidr* cidr = rules_.allow_addresses.find(*literal)) {
+            note(trace, "[egress] allow_addresses " + cidr->to_string() + ": allow");
+            return address_exemption(*cidr);
+        }
+        if (const auto tag = rules_.service_tags ? rules_.service_tags->tag_of(*literal) : std::nullopt) {
+            note(trace, "[egress] service_tags: the address lies in " + std::string(*tag) + ": allow");
+            return allow(reason::address_allowed, std::string(kRuleServiceTags) + " " + std::string(*tag), kRuleServiceTags);
+        }
+        note(trace, "an IP literal outside [egress] allow_addresses and service_tags: deny");
+        return deny(reason::ip_literal_not_allowed, std::string(kRuleAllowAddresses), kRuleAllowAddresses);
+    }
+    if (const auto match = rules_.hosts.find(*name)) {
+        note(trace, "[egress] hosts: " + match->origin + " " + match->pattern + ": allow");
+        Decision d = allow(reason::host_allowed, match->origin + " " + match->pattern, match->origin);
+        if (rules_.require_service_tag) {
+            d.within = rules_.service_tags;
+            d.within_rule = std::string(kRuleServiceTags);
+            d.within_name = std::string(kRuleServiceTags);
+        }
+        return d;
+    }
+    if (rules_.service_tags) {
+        note(trace, "[egress] service_tags: allowed if every address lies in them");
+        Decision d = allow(reason::host_allowed, std::string(kRuleServiceTags) + ", by address", kRuleServiceTags);
+        d.within = rules_.service_tags;
+        d.within_rule = std::string(kRuleServiceTags);
+        d.within_name = std::string(kRuleServiceTags);
+        return d;
+    }
+    note(trace, "no rule and no [egress] host allows it: deny");
+    return deny(reason::host_not_allowed, std::string(kRuleHosts), kRuleHosts);
+}
+
+Decision EgressPolicy::decide(const Target& target, const Client& client, Trace* trace) const {
     const auto literal = literal_of(target);
     // Re-validated here rather than trusted: the host may come from a Host header or SNI.
     const auto name = literal ? std::nullopt : normalize_host(target.host);
     // An invalid host is checked first and never reported: report mode must not let it through.
-    if (!literal && !name) return deny(reason::invalid_host, kRuleHostSyntax);
-
-    Decision d = [&] {
-        const auto& ports = rules_.ports;
-        if (std::find(ports.begin(), ports.end(), target.port) == ports.end()) {
-            return deny(reason::port_not_allowed, kRulePorts);
+    if (!literal && !name) {
+        note(trace, "\"" + target.host + "\" is not a valid host name: deny");
+        return deny(reason::invalid_host, std::string(kRuleHostSyntax), kRuleHostSyntax);
+    }
+    // The deny list is the admin's last word, in report mode too.
+    if (name) {
+        if (const auto match = rules_.deny_hosts.find(*name)) {
+            note(trace, "[egress] deny_hosts " + match->pattern + ": deny");
+            return deny(reason::host_denied, std::string(kRuleDenyHosts) + " " + match->pattern, kRuleDenyHosts);
         }
-        if (literal) {
-            if (const Cidr* cidr = rules_.allow_addresses.find(*literal)) {
-                return address_exemption(*cidr);
-            }
-            return deny(reason::ip_literal_not_allowed, kRuleAllowAddresses);
+    }
+    for (const auto& rule : rules_.rules) {
+        auto d = apply_rule(rule, target, literal, name, client, trace);
+        if (!d) continue;
+        const EgressMode mode = rule.mode.value_or(rules_.mode);
+        if (d->verdict == Verdict::deny && mode == EgressMode::report) {
+            note(trace, "rule \"" + rule.name + "\" is in report mode: allowed, audited as report");
+            d->verdict = Verdict::report;
         }
-        if (const auto match = rules_.hosts.find(*name)) {
-            return allow(reason::host_allowed, match->origin + " " + match->pattern);
-        }
-        return deny(reason::host_not_allowed, kRuleHosts);
-    }();
-    if (d.verdict == Verdict::deny && rules_.mode == EgressMode::report) d.verdict = Verdict::report;
+        return *d;
+    }
+    Decision d = decide_global(target, literal, name, trace);
+    if (d.verdict == Verdict::deny && rules_.mode == EgressMode::report) {
+        note(trace, "[egress] mode = \"report\": allowed, audited as report");
+        d.verdict = Verdict::report;
+    }
     return d;
 }
 
-Decision EgressPolicy::check_address(const IpAddress& address) const {
-    if (const Cidr* cidr = rules_.allow_addresses.find(address)) return address_exemption(*cidr);
+Decision EgressPolicy::check_address(const IpAddress& address, const Decision& decision, Trace* trace) const {
+    // The service tags a decision requires bind every address, allow_addresses included: with
+    // require_service_tag, a name that resolves outside them is refused whatever else allows it.
+    std::optional<std::string_view> tag;
+    if (decision.within) {
+        tag = decision.within->tag_of(address);
+        if (!tag) {
+            note(trace, address.to_string() + ": outside the service tags " + decision.within_rule + " requires: deny");
+            return deny(reason::address_outside_service_tags, decision.within_rule, decision.within_name);
+        }
+        note(trace, address.to_string() + ": in service tag " + std::string(*tag));
+    }
+    if (const Cidr* cidr = rules_.allow_addresses.find(address)) {
+        note(trace, address.to_string() + ": in [egress] allow_addresses " + cidr->to_string() + ": allow");
+        return address_exemption(*cidr);
+    }
     const AddressClass c = classify_address(address);
-    if (c == AddressClass::public_unicast) return allow(reason::address_allowed, std::string(kRulePublic));
-    // Never Verdict::report: in report mode too, IMDS and WireServer would answer as the proxy VM.
-    return deny(reason::destination_address_denied, to_string(c));
+    if (c != AddressClass::public_unicast) {
+        // Never Verdict::report: in report mode too, IMDS and WireServer would answer as the proxy VM.
+        note(trace, address.to_string() + ": " + std::string(to_string(c)) + ", never a destination: deny");
+        return deny(reason::destination_address_denied, std::string(to_string(c)), to_string(c));
+    }
+    note(trace, address.to_string() + ": public_unicast: allow");
+    if (tag) return allow(reason::address_allowed, decision.within_rule + " " + std::string(*tag), decision.within_name);
+    return allow(reason::address_allowed, std::string(kRulePublic), kRulePublic);
+}
+
+std::optional<Decision> EgressPolicy::check_resolution(const std::vector<IpAddress>& addresses,
+                                                       const Decision& decision, Trace* trace) const {
+    if (!decision.within) return std::nullopt;
+    for (const auto& address : addresses) {
+        if (decision.within->tag_of(address)) continue;
+        note(trace, address.to_string() + ": outside the service tags " + decision.within_rule +
+                        " requires, so the name is refused: deny");
+        return deny(reason::address_outside_service_tags, decision.within_rule, decision.within_name);
+    }
+    return std::nullopt;
 }
 
 bool EgressPolicy::inspects_tunnel(std::uint16_t port) const {
@@ -82,20 +218,21 @@ bool EgressPolicy::inspects_tunnel(std::uint16_t port) const {
     return rules_.sni != SniMode::off && std::find(ports.begin(), ports.end(), port) != ports.end();
 }
 
-Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStart& start) const {
+Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStart& start, const Client& client) const {
     Decision d = [&] {
-        if (start.kind == TunnelStart::Kind::not_tls) return deny(reason::not_tls, "egress.tls_ports");
-        if (start.kind == TunnelStart::Kind::malformed_hello) return deny(reason::tls_malformed, "egress.sni");
-        if (!start.server_name) return deny(reason::sni_missing, "egress.sni");
+        if (start.kind == TunnelStart::Kind::not_tls) return deny(reason::not_tls, "egress.tls_ports", "egress.tls_ports");
+        if (start.kind == TunnelStart::Kind::malformed_hello) return deny(reason::tls_malformed, "egress.sni", "egress.sni");
+        if (!start.server_name) return deny(reason::sni_missing, "egress.sni", "egress.sni");
         const auto sni = normalize_host(*start.server_name);
         const std::string rule = "sni=" + (sni ? *sni : std::string("<invalid>"));
-        if (!sni) return deny(reason::sni_mismatch, rule);
+        if (!sni) return deny(reason::sni_mismatch, rule, "egress.sni");
         if (literal_of(target)) {
             // An IP-literal CONNECT says nothing about the name: the SNI must be allowed itself.
-            const Decision by_name = decide(Target{*sni, target.port, std::nullopt});
-            return by_name.verdict == Verdict::allow ? allow(reason::sni_allowed, rule) : deny(reason::sni_not_allowed, rule);
+            const Decision by_name = decide(Target{*sni, target.port, std::nullopt}, client);
+            return by_name.verdict == Verdict::allow ? allow(reason::sni_allowed, rule, "egress.sni")
+                                                     : deny(reason::sni_not_allowed, rule, "egress.sni");
         }
-        return *sni == target.host ? allow(reason::sni_match, rule) : deny(reason::sni_mismatch, rule);
+        return *sni == target.host ? allow(reason::sni_match, rule, "egress.sni") : deny(reason::sni_mismatch, rule, "egress.sni");
     }();
     const bool lenient = rules_.sni == SniMode::log || rules_.mode == EgressMode::report;
     if (d.verdict == Verdict::deny && lenient) d.verdict = Verdict::report;

@@ -2,6 +2,7 @@
 // The egress policy: which destinations VMs may reach. Pure: decide() and check_address() read
 // nothing but their arguments and the rules, and fail closed.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "policy/decision.hpp"
 #include "policy/host.hpp"
 #include "policy/ip_address.hpp"
+#include "policy/service_tags.hpp"
 
 namespace egressgate::policy {
 
@@ -20,6 +22,37 @@ enum class EgressMode { enforce, report };
 // and let through; "off": the tunnel is not inspected.
 enum class SniMode { match, log, off };
 
+// Who asks: the client's address, and its VM name when the inventory knows it.
+struct Client {
+    std::optional<IpAddress> address;
+    std::optional<std::string> vm;
+};
+
+// Which clients a rule is for: addresses in `cidrs`, or VMs of the inventory by name. Neither
+// given: every client.
+struct ClientSelector {
+    CidrSet cidrs;
+    std::vector<std::string> vm_names;
+    bool matches(const Client& client) const;
+};
+
+enum class RuleAction { allow, deny };
+
+// [[egress.rule]]: the rules are tried in file order, after [egress] deny_hosts and before the
+// global [egress] allowlist; the first that matches decides.
+// A rule that lists no hosts, catalogs or service tags is for every destination.
+struct EgressRule {
+    std::string name;             // unique; names the decision in audit lines and /metrics
+    ClientSelector clients;
+    HostPatternSet hosts;         // its hosts plus its catalogs, expanded
+    std::vector<std::uint16_t> ports;  // empty: [egress] ports
+    // Destinations by address: an IP literal in these tags matches; a name its hosts matched must
+    // resolve into them; with no hosts, a name matches by its resolved addresses.
+    std::shared_ptr<const PrefixSet> service_tags;
+    RuleAction action = RuleAction::allow;
+    std::optional<EgressMode> mode;  // unset: [egress] mode
+};
+
 struct EgressRules {
     EgressMode mode = EgressMode::enforce;
     std::vector<std::uint16_t> ports;
@@ -27,7 +60,17 @@ struct EgressRules {
     std::vector<std::uint16_t> tls_ports{443, 8443};  // where the first bytes must be a ClientHello
     HostPatternSet hosts;      // [egress] hosts plus the expanded catalogs
     CidrSet allow_addresses;   // exempt from the address deny list; the only way to allow IP literals
+    HostPatternSet deny_hosts;  // [egress] deny_hosts: denied before any rule, in report mode too
+    std::vector<EgressRule> rules;
+    // [egress] service_tags: destinations whose address lies in these Azure Service Tags.
+    std::shared_ptr<const PrefixSet> service_tags;
+    // [egress] require_service_tag: every resolved address of an allowed name must lie in the
+    // service tags (its rule's, or [egress] service_tags).
+    bool require_service_tag = false;
 };
+
+// decide() with a trace says each step it took, for `egressgate explain`.
+using Trace = std::vector<std::string>;
 
 // What the proxy saw at the start of a tunnel, reduced to what the policy needs.
 struct TunnelStart {
@@ -39,13 +82,23 @@ class EgressPolicy {
 public:
     explicit EgressPolicy(EgressRules rules) : rules_(std::move(rules)) {}
 
-    // The request-level decision: port, then host (or IP literal).
-    // In report mode a policy denial becomes Verdict::report; an invalid host is always denied.
-    Decision decide(const Target& target) const;
+    // The request-level decision, in this order: an invalid host (always denied), [egress]
+    // deny_hosts (no rule overrides it), the rules in file order (first match wins), the global
+    // [egress] allowlist (ports, then hosts, IP literals through allow_addresses or service
+    // tags), else deny. A denial becomes Verdict::report in report mode (the rule's, else the
+    // global one). The decision may require the resolved addresses to lie in service tags.
+    Decision decide(const Target& target, const Client& client = {}, Trace* trace = nullptr) const;
 
-    // The address-level decision for one resolved (or literal) address, run before dialing.
-    // The deny list is enforced in report mode too: IMDS and WireServer answer as the proxy VM.
-    Decision check_address(const IpAddress& address) const;
+    // The address-level decision for one resolved (or literal) address, run before dialing: the
+    // service tags `decision` requires the address to lie in (allow_addresses does not exempt from
+    // them), then allow_addresses, then the address class (private, loopback, IMDS, WireServer...
+    // are denied, in report mode too: they would answer as the proxy VM).
+    Decision check_address(const IpAddress& address, const Decision& decision = {}, Trace* trace = nullptr) const;
+
+    // With service tags required (decision.within), every address a name resolves to must lie in
+    // them: the first that does not is the refusal of the whole name, before any is dialed.
+    std::optional<Decision> check_resolution(const std::vector<IpAddress>& addresses, const Decision& decision,
+                                             Trace* trace = nullptr) const;
 
     // Whether a tunnel to this port is inspected before its bytes reach the upstream.
     bool inspects_tunnel(std::uint16_t port) const;
@@ -54,11 +107,17 @@ public:
     // SNI must equal the CONNECT host, or for an IP-literal CONNECT be a name decide() allows.
     // Denials become Verdict::report in "log" mode and in report mode. An allowed tunnel keeps
     // the reason "sni_match" or "sni_allowed".
-    Decision check_tunnel_start(const Target& target, const TunnelStart& start) const;
+    Decision check_tunnel_start(const Target& target, const TunnelStart& start, const Client& client = {}) const;
 
     const EgressRules& rules() const { return rules_; }
 
 private:
+    std::optional<Decision> apply_rule(const EgressRule& rule, const Target& target,
+                                       const std::optional<IpAddress>& literal, const std::optional<std::string>& name,
+                                       const Client& client, Trace* trace) const;
+    Decision decide_global(const Target& target, const std::optional<IpAddress>& literal,
+                           const std::optional<std::string>& name, Trace* trace) const;
+
     EgressRules rules_;
 };
 

@@ -107,7 +107,12 @@ awaitable<bool> ClientSession::read_request_head() {
     }
 }
 
-awaitable<bool> ClientSession::dial(const policy::Target& target) {
+policy::Client ClientSession::client_identity() const {
+    const auto vm = config_->inventory.find(client_ip_);
+    return {client_ip_, vm ? std::optional<std::string>(std::string(*vm)) : std::nullopt};
+}
+
+awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::Decision& decision) {
     const auto started = steady_clock::now();
     // A TLS client is not watched: cancelling a read inside OpenSSL could cut a record it is
     // writing (session tickets go out during reads), and such clients are few.
@@ -122,7 +127,7 @@ awaitable<bool> ClientSession::dial(const policy::Target& target) {
     ConnectResult result;
     if (!resolution.addresses.empty() && !client_left_) {
         enter(Phase::connecting, config_->timeouts.connect);
-        result = co_await dialer_.connect(config_->egress, resolution.addresses, target.port, upstream_);
+        result = co_await dialer_.connect(config_->egress, decision, resolution.addresses, target.port, upstream_);
         record_.resolved = result.address;
         if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
     }
@@ -215,6 +220,7 @@ void ClientSession::record_decision(const policy::Decision& decision) {
     record_.decision = policy::to_string(decision.verdict);
     record_.reason = decision.reason;
     record_.rule = decision.rule;
+    record_.policy_rule = decision.rule_name;
 }
 
 void ClientSession::end_with(CloseReason reason) {

@@ -88,7 +88,9 @@ public:
     awaitable<bool> read_request_head();
     // Resolves, checks each address and connects, while watching the client: a client that
     // leaves cancels the dial. False: refused, failed or abandoned (already answered and recorded).
-    awaitable<bool> dial(const policy::Target& target);
+    awaitable<bool> dial(const policy::Target& target, const policy::Decision& decision);
+    // Who asks, as the policy sees it: the address, and the VM's name when the inventory has it.
+    policy::Client client_identity() const;
     // Answers with the refusal, lingers for the client to read it, and records what was sent.
     awaitable<void> reject(const http::Refusal& refusal);
     // Half-closes the client and reads what it still sends for up to kRejectLinger, then closes.

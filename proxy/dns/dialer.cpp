@@ -27,13 +27,18 @@ awaitable<Resolution> Dialer::resolve(const config::Config& config, const policy
     co_return Resolution{lookup_->addresses(), lookup_->outcome()};
 }
 
-awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy,
+awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy, const policy::Decision& decision,
                                          const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
                                          tcp::socket& upstream) {
     ConnectResult result;
+    if (auto refusal = policy.check_resolution(addresses, decision)) {
+        result.address = addresses.empty() ? std::string() : addresses.front().to_string();
+        result.refusal = std::move(*refusal);
+        co_return result;
+    }
     for (const auto& address : addresses) {
         result.address = address.to_string();
-        auto verdict = policy.check_address(address);
+        auto verdict = policy.check_address(address, decision);
         if (!verdict.permits()) {
             result.refusal = std::move(verdict);
             continue;

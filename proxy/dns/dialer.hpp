@@ -35,7 +35,8 @@ public:
 
     // Tries each address the policy permits, in the resolver's order, until one connects. Never
     // resolves again: the address checked is the address dialed.
-    awaitable<ConnectResult> connect(const policy::EgressPolicy& policy,
+    // `decision` is the request's: it may require the addresses to lie in service tags.
+    awaitable<ConnectResult> connect(const policy::EgressPolicy& policy, const policy::Decision& decision,
                                      const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
                                      tcp::socket& upstream);
 

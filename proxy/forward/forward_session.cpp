@@ -63,21 +63,21 @@ awaitable<bool> ForwardSession::forward_request(const http::MessageHead& head) {
     record.host = target.host;
     record.port = target.port;
     record.path = http::audit_path(absolute.origin_form);
-    const auto decision = session_.config().egress.decide(target);
+    const auto decision = session_.config().egress.decide(target, session_.client_identity());
     session_.record_decision(decision);
     if (!decision.permits()) {
         co_await session_.reject(http::Refusal::denied(decision));
         co_return false;
     }
     bool reused = false;
-    const bool reached = co_await reach_upstream(target, reused);
+    const bool reached = co_await reach_upstream(target, decision, reused);
     if (!reached) co_return false;
     // A kept-alive upstream may close between two requests; if it did so before answering a
     // request without a body, nothing reached the client and the request can go again.
     const bool may_retry = reused && head.framing == http::BodyFraming::none;
     ResponseEnd end = co_await exchange(head, absolute, may_retry);
     if (end == ResponseEnd::stale_upstream) {
-        const bool fresh = co_await reach_upstream(target, reused);
+        const bool fresh = co_await reach_upstream(target, decision, reused);
         if (!fresh) co_return false;
         end = co_await exchange(head, absolute, false);
     }
@@ -86,12 +86,13 @@ awaitable<bool> ForwardSession::forward_request(const http::MessageHead& head) {
 }
 
 // The upstream connection of the previous request is reused only for the same host:port.
-awaitable<bool> ForwardSession::reach_upstream(const policy::Target& target, bool& reused) {
+awaitable<bool> ForwardSession::reach_upstream(const policy::Target& target, const policy::Decision& decision,
+                                               bool& reused) {
     const std::string authority = authority_of(target);
     reused = session_.upstream().is_open() && response_parser_ && !upstream_spent_ && authority == upstream_authority_;
     if (reused) co_return true;
     drop_upstream();
-    const bool connected = co_await session_.dial(target);
+    const bool connected = co_await session_.dial(target, decision);
     if (!connected) co_return false;
     upstream_authority_ = authority;
     response_parser_ = std::make_unique<http::MessageParser>(http::MessageKind::response);

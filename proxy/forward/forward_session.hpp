@@ -34,7 +34,7 @@ private:
 
     awaitable<void> serve_requests();
     awaitable<bool> forward_request(const http::MessageHead& head);
-    awaitable<bool> reach_upstream(const policy::Target& target, bool& reused);
+    awaitable<bool> reach_upstream(const policy::Target& target, const policy::Decision& decision, bool& reused);
     awaitable<ResponseEnd> exchange(const http::MessageHead& head, const http::AbsoluteTarget& target, bool may_retry);
     awaitable<bool> conclude_exchange(const http::MessageHead& head, ResponseEnd end);
     awaitable<ResponseEnd> relay_response(const http::MessageHead& request, bool may_retry);

@@ -35,13 +35,13 @@ awaitable<void> TunnelSession::run(const http::MessageHead& head) {
     }
     record.host = target->host;
     record.port = target->port;
-    const auto decision = session_.config().egress.decide(*target);
+    const auto decision = session_.config().egress.decide(*target, session_.client_identity());
     session_.record_decision(decision);
     if (!decision.permits()) {
         co_await session_.reject(http::Refusal::denied(decision));
         co_return;
     }
-    const bool connected = co_await session_.dial(*target);
+    const bool connected = co_await session_.dial(*target, decision);
     if (!connected) co_return;
     const bool opened = co_await open(*target);
     if (opened) co_await relay();
@@ -100,7 +100,8 @@ awaitable<bool> TunnelSession::inspect_start(const policy::Target& target) {
         record.sni = parse.hello.server_name.value_or("");
         record.alpn = parse.hello.alpn;
     }
-    const policy::Decision verdict = session_.config().egress.check_tunnel_start(target, tunnel_start_of(parse));
+    const policy::Decision verdict =
+        session_.config().egress.check_tunnel_start(target, tunnel_start_of(parse), session_.client_identity());
     if (verdict.verdict == policy::Verdict::allow) co_return true;
     session_.record_decision(verdict);
     if (verdict.permits()) co_return true;
