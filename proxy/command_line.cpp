@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "policy/host.hpp"
+#include "policy/ip_address.hpp"
+
 namespace egressgate::proxy {
 
 namespace {
@@ -68,6 +71,32 @@ void finish_report_request(const ReportOptions& options, audit::ReportRequest& r
     request.on_bad_line = options.on_bad_line == "fail" ? audit::BadLinePolicy::fail : audit::BadLinePolicy::skip;
 }
 
+// --client: an address, as the proxy sees a VM's connection.
+const CLI::Validator kClientAddress(
+    [](const std::string& text) -> std::string {
+        if (policy::IpAddress::parse(text)) return "";
+        return "not an IP address: " + text;
+    },
+    "");
+
+CLI::App* add_catalogs_command(CLI::App& app, CommandLine& command) {
+    CLI::App* catalogs = app.add_subcommand("catalogs", "list the built-in host catalogs, or show one's patterns and sources");
+    catalogs->add_option("NAME", command.catalog, "the catalog to show");
+    return catalogs;
+}
+
+CLI::App* add_explain_command(CLI::App& app, ExplainRequest& request) {
+    CLI::App* explain = app.add_subcommand(
+        "explain", "show, step by step, what the proxy would decide for a client and a target (no connection is made)");
+    explain->add_option("--config", request.config_path, "the configuration to explain")->required()->type_name("FILE");
+    explain->add_option("--client", request.client, "the VM's address")->required()->type_name("IP")->check(kClientAddress);
+    explain->add_option("--target", request.target, "what it asks for, as in CONNECT")->required()->type_name("HOST:PORT");
+    explain->add_flag("--resolve", request.resolve, "resolve the name as the proxy does and check each address");
+    explain->add_option("--sni", request.sni, "the server name its ClientHello sends")->type_name("NAME");
+    explain->footer("Exit status: 0 allowed (or let through in report mode), 1 denied, 2 usage or config error.");
+    return explain;
+}
+
 }  // namespace
 
 std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
@@ -85,6 +114,12 @@ std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
     add_report_command(app, report, command.report);
     report.command->excludes(serve);
     report.command->excludes(check);
+    CLI::App* catalogs = add_catalogs_command(app, command);
+    CLI::App* explain = add_explain_command(app, command.explain);
+    for (CLI::App* sub : {catalogs, explain}) {
+        sub->excludes(serve);
+        sub->excludes(check);
+    }
     app.footer("SIGHUP reloads the configuration, SIGUSR1 reopens the audit file, SIGTERM drains and stops.");
     try {
         app.parse(argc, argv);
@@ -103,8 +138,22 @@ std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
         command.action = CommandLine::Action::report;
         return command;
     }
+    if (catalogs->parsed()) {
+        command.action = CommandLine::Action::catalogs;
+        return command;
+    }
+    if (explain->parsed()) {
+        if (!policy::parse_authority(command.explain.target)) {
+            std::cerr << "egressgate explain: --target " << command.explain.target
+                      << ": expected HOST:PORT or [IPv6]:PORT\nRun with explain --help for more information.\n";
+            return kUsageError;
+        }
+        command.action = CommandLine::Action::explain;
+        return command;
+    }
     if (serve->count() == 0 && check->count() == 0) {
-        std::cerr << "egressgate: give --config FILE to run the proxy, --check-config FILE, or report FILE...\n"
+        std::cerr << "egressgate: give --config FILE to run the proxy, --check-config FILE, report FILE..., "
+                     "catalogs or explain\n"
                      "Run with --help for more information.\n";
         return kUsageError;
     }

@@ -13,6 +13,7 @@
 #include "proxy/admin_server.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/audit_writer.hpp"
+#include "policy/catalog.hpp"
 #include "proxy/command_line.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/preflight.hpp"
@@ -180,6 +181,28 @@ int report(audit::ReportRequest request) {
     return audit::run_report(request, std::cout, std::cerr);
 }
 
+// `egressgate catalogs [NAME]`: 0, or 1 for an unknown name (the choices on stderr).
+int list_catalogs(const std::optional<std::string>& name) {
+    const std::string listing = policy::catalog_listing(name);
+    if (name && policy::find_catalog(*name) == nullptr) {
+        std::cerr << listing;
+        return EXIT_FAILURE;
+    }
+    std::cout << listing;
+    return EXIT_SUCCESS;
+}
+
+// `egressgate explain`: resolving with c-ares needs the library set up, as for serving.
+int explain(const proxy::ExplainRequest& request) {
+    if (int rc = ares_library_init(ARES_LIB_INIT_ALL); rc != ARES_SUCCESS) {
+        std::cerr << "dns: " << ares_strerror(rc) << '\n';
+        return proxy::kExplainError;
+    }
+    const int status = proxy::run_explain(request, std::cout, std::cerr);
+    ares_library_cleanup();
+    return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,6 +215,8 @@ int main(int argc, char** argv) {
     const auto& command = std::get<proxy::CommandLine>(parsed);
     if (command.action == proxy::CommandLine::Action::check_config) return check_config(command.config_path);
     if (command.action == proxy::CommandLine::Action::report) return report(command.report);
+    if (command.action == proxy::CommandLine::Action::catalogs) return list_catalogs(command.catalog);
+    if (command.action == proxy::CommandLine::Action::explain) return explain(command.explain);
     auto result = load(command.config_path);
     if (!result.config) return EXIT_FAILURE;
     if (int rc = ares_library_init(ARES_LIB_INIT_ALL); rc != ARES_SUCCESS) {

@@ -89,6 +89,21 @@ class CommandLineTest(unittest.TestCase):
                         self.fail(f"SIGTERM did not stop the proxy within 10 s:\n{log.read_text()}")
                 self.assertEqual(proc.returncode, 0, log.read_text())
 
+    def test_catalogs_lists_them_shows_one_and_refuses_an_unknown_name(self):
+        listing = run("catalogs")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        for name in ("azure-backup", "azure-backup-usgov", "azure-backup-china", "azure-storage",
+                     "azure-ad-login", "azure-agent", "azure-workload-backup"):
+            self.assertIn(name, listing.stdout)
+        one = run("catalogs", "azure-storage")
+        self.assertEqual(one.returncode, 0, one.stderr)
+        self.assertIn("*.blob.core.windows.net", one.stdout)
+        self.assertIn("https://", one.stdout)  # its sources
+        unknown = run("catalogs", "azure-sql")
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("choices: azure-backup", unknown.stderr)
+        self.assertEqual(unknown.stdout, "")
+
     def test_check_config_and_equals_form(self):
         config = self.write_config(base_config(self.dir, ports=[443]))
         result = run(f"--check-config={config}")
