@@ -685,6 +685,15 @@ void ConfigBuilder::egress_rule(const toml::table& t, const std::string& path) {
         require(path + ".name", t.source(), "the rule's name, for audit lines and /metrics");
     }
     if (const toml::node* clients = t.get("clients")) rule_clients(*clients, path + ".clients", rule.clients);
+    // An empty list would read as "no destinations listed", which is every destination.
+    for (const char* key : {"hosts", "catalogs"}) {
+        const toml::node* list = t.get(key);
+        const auto* array = list != nullptr ? list->as_array() : nullptr;
+        if (array != nullptr && array->empty()) {
+            error(path + "." + key, echo(*list), list->source(),
+                  "must not be empty (leave it out: a rule that lists no destinations is for every destination)");
+        }
+    }
     if (const toml::node* hosts = t.get("hosts")) add_host_patterns(*hosts, path + ".hosts", rule.hosts, "hosts", true);
     if (const toml::node* catalogs = t.get("catalogs")) add_catalogs(catalogs, path + ".catalogs", rule.hosts);
     rule.ports = port_list(t.get("ports"), path + ".ports");

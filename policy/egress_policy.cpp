@@ -69,7 +69,9 @@ std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const T
                                                  const std::optional<std::string>& name, const Client& client,
                                                  Trace* trace) const {
     if (!rule.clients.matches(client)) return std::nullopt;
-    if (!has_port(rule.ports.empty() ? rules_.ports : rule.ports, target.port)) return std::nullopt;
+    // A deny rule without ports denies on every port: else a later rule's own port would slip by it.
+    const bool any_port = rule.ports.empty() && rule.action == RuleAction::deny;
+    if (!any_port && !has_port(rule.ports.empty() ? rules_.ports : rule.ports, target.port)) return std::nullopt;
     const bool lists_hosts = rule.hosts.size() != 0;
     std::string matched;
     if (!lists_hosts && !rule.service_tags) {
@@ -219,6 +221,14 @@ bool EgressPolicy::inspects_tunnel(std::uint16_t port) const {
 }
 
 Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStart& start, const Client& client) const {
+    // The deny list is the admin's last word on the SNI too, whatever [egress] sni and mode say.
+    if (start.kind == TunnelStart::Kind::client_hello && start.server_name) {
+        if (const auto sni = normalize_host(*start.server_name)) {
+            if (const auto match = rules_.deny_hosts.find(*sni)) {
+                return deny(reason::host_denied, std::string(kRuleDenyHosts) + " " + match->pattern, kRuleDenyHosts);
+            }
+        }
+    }
     Decision d = [&] {
         if (start.kind == TunnelStart::Kind::not_tls) return deny(reason::not_tls, "egress.tls_ports", "egress.tls_ports");
         if (start.kind == TunnelStart::Kind::malformed_hello) return deny(reason::tls_malformed, "egress.sni", "egress.sni");
@@ -226,11 +236,13 @@ Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStar
         const auto sni = normalize_host(*start.server_name);
         const std::string rule = "sni=" + (sni ? *sni : std::string("<invalid>"));
         if (!sni) return deny(reason::sni_mismatch, rule, "egress.sni");
-        if (literal_of(target)) {
-            // An IP-literal CONNECT says nothing about the name: the SNI must be allowed itself.
+        if (const auto literal = literal_of(target)) {
+            // An IP-literal CONNECT says nothing about the name: the SNI must be allowed itself,
+            // and lie where its decision requires (a name allowed by its addresses).
             const Decision by_name = decide(Target{*sni, target.port, std::nullopt}, client);
-            return by_name.verdict == Verdict::allow ? allow(reason::sni_allowed, rule, "egress.sni")
-                                                     : deny(reason::sni_not_allowed, rule, "egress.sni");
+            const bool placed = !by_name.within || by_name.within->tag_of(*literal).has_value();
+            return by_name.verdict == Verdict::allow && placed ? allow(reason::sni_allowed, rule, "egress.sni")
+                                                               : deny(reason::sni_not_allowed, rule, "egress.sni");
         }
         return *sni == target.host ? allow(reason::sni_match, rule, "egress.sni") : deny(reason::sni_mismatch, rule, "egress.sni");
     }();

@@ -161,10 +161,18 @@ ServiceTagsLoad ServiceTags::load(const std::filesystem::path& path) {
     }
     std::ifstream in(path, std::ios::binary);
     if (!in) return {nullptr, name + ": cannot open"};
+    // Read at most one byte past the limit: a file that grew since file_size() is still bounded.
     std::string text;
     text.reserve(static_cast<std::size_t>(size));
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    char chunk[64 * 1024];
+    while (text.size() <= kMaxServiceTagsFileBytes && in.read(chunk, sizeof chunk).gcount() > 0) {
+        text.append(chunk, static_cast<std::size_t>(in.gcount()));
+    }
     if (in.bad()) return {nullptr, name + ": read error"};
+    if (text.size() > kMaxServiceTagsFileBytes) {
+        return {nullptr, name + ": more than the " + std::to_string(kMaxServiceTagsFileBytes) +
+                             " bytes a Service Tags file may have"};
+    }
     return parse(text, name);
 }
 

@@ -129,6 +129,10 @@ int run_explain(const ExplainRequest& request, std::ostream& out, std::ostream& 
         addresses = resolved.addresses;
     } else {
         out << target->host << ": its addresses were not checked (pass --resolve to resolve it as the proxy does)\n";
+        if (decision.within) {
+            out << target->host << ": allowed only if every address it resolves to lies in the service tags of "
+                << decision.within_rule << '\n';
+        }
     }
     if (!addresses.empty()) {
         const policy::Decision by_address = check_addresses(config.egress, addresses, decision, out);

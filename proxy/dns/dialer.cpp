@@ -1,7 +1,8 @@
 #include "proxy/dns/dialer.hpp"
 
-
 #include <cerrno>
+
+#include "policy/prefix_set.hpp"
 #include "proxy/resource_shortage.hpp"
 
 namespace egressgate::proxy {
@@ -32,7 +33,12 @@ awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy, con
                                          tcp::socket& upstream) {
     ConnectResult result;
     if (auto refusal = policy.check_resolution(addresses, decision)) {
-        result.address = addresses.empty() ? std::string() : addresses.front().to_string();
+        // The audit line names the address that lay outside the service tags.
+        for (const auto& address : addresses) {
+            if (decision.within->tag_of(address)) continue;
+            result.address = address.to_string();
+            break;
+        }
         result.refusal = std::move(*refusal);
         co_return result;
     }

@@ -64,6 +64,10 @@ const std::vector<BadRule> kBadRules = {
     {"a deny rule by service tags", kClients + "[egress]\n" + kTags +
      "[[egress.rule]]\nname = \"r\"\naction = \"deny\"\nservice_tags = [\"Storage\"]\n",
      "egress.rule[0].service_tags", "service_tags only allow", 8, 16},
+    {"an empty hosts list in a rule", kClients + "[[egress.rule]]\nname = \"r\"\nhosts = []\n", "egress.rule[0].hosts",
+     "must not be empty", 5, 9},
+    {"an empty catalogs list in a rule", kClients + "[[egress.rule]]\nname = \"r\"\ncatalogs = []\n",
+     "egress.rule[0].catalogs", "must not be empty", 5, 12},
     {"a missing tags file", kClients + "[egress]\nservice_tags_file = \"missing-tags.json\"\n",
      "egress.service_tags_file", "missing-tags.json: cannot read", 4, 21},
 };

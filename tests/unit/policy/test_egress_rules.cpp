@@ -251,7 +251,7 @@ TEST_CASE("rules: a rule with no hosts and no service tags is for every destinat
         {"a name", at("anything.example.com:443"), from("10.2.0.1"), any_name},
         {"a v4 literal", at("93.184.216.34:443"), from("10.2.0.1"), any_address},
         {"a v6 literal", at("[2603:1030::1]:443"), from("10.2.0.1"), any_address},
-        {"not on its port", at("anything.example.com:8443"), from("10.2.0.1"), port_not_allowed()},
+        {"on a port [egress] ports lacks too", at("anything.example.com:8443"), from("10.2.0.1"), rest},
         {"another client's name", at("anything.example.com:443"), from("10.3.0.1"), rest},
         {"another client's literal", at("93.184.216.34:443"), from("10.3.0.1"), rest},
     });
@@ -418,4 +418,63 @@ TEST_CASE("rules: the trace names the deciding rule", "[policy][rules]") {
             CHECK(mentioned);
         }
     }
+}
+
+TEST_CASE("rules: a deny rule without ports denies on every port, before a later rule's own port",
+          "[policy][rules]") {
+    EgressRules rules;
+    rules.ports = {443};
+    EgressRule quarantine;
+    quarantine.name = "quarantine";
+    quarantine.clients.cidrs.add(cidr("10.0.9.0/24"));
+    quarantine.action = RuleAction::deny;
+    rules.rules.push_back(quarantine);
+    EgressRule ssh = rule("ssh-out", {"git.example.com"});
+    ssh.ports = {22};
+    rules.rules.push_back(ssh);
+    check_rows(rules, {
+        {"quarantined, on the later rule's port", at("git.example.com:22"), from("10.0.9.5"),
+         {Verdict::deny, reason::denied_by_rule, "quarantine", "rule:quarantine any destination"}},
+        {"another VM, on that port", at("git.example.com:22"), from("10.0.1.5"),
+         {Verdict::allow, reason::host_allowed, "ssh-out", "rule:ssh-out hosts git.example.com"}},
+    });
+}
+
+TEST_CASE("tunnels: the SNI is checked against deny_hosts in every mode", "[policy][rules]") {
+    for (const auto sni_mode : {SniMode::match, SniMode::log}) {
+        for (const auto mode : {EgressMode::enforce, EgressMode::report}) {
+            EgressRules rules;
+            rules.ports = {443};
+            rules.mode = mode;
+            rules.sni = sni_mode;
+            rules.hosts = patterns({"ok.example.com"}, "egress.hosts");
+            rules.deny_hosts = patterns({"bad.example.com"}, "egress.deny_hosts");
+            rules.allow_addresses.add(cidr("20.0.0.0/8"));
+            const EgressPolicy policy(rules);
+            const TunnelStart hello{TunnelStart::Kind::client_hello, std::string("bad.example.com")};
+            DYNAMIC_SECTION("sni " << (sni_mode == SniMode::log ? "log" : "match") << ", mode "
+                                   << (mode == EgressMode::report ? "report" : "enforce")) {
+                for (const auto* target : {"ok.example.com:443", "20.1.2.3:443"}) {
+                    INFO(target);
+                    const Decision d = policy.check_tunnel_start(at(target), hello);
+                    CHECK(d.verdict == Verdict::deny);
+                    CHECK(d.reason == reason::host_denied);
+                    CHECK(d.rule_name == "egress.deny_hosts");
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("tunnels: an IP-literal CONNECT's SNI allowed by service tags must name an address inside them",
+          "[policy][rules]") {
+    EgressRules rules;
+    rules.ports = {443};
+    rules.service_tags = tags({{"Storage", "20.60.0.0/16"}});
+    const EgressPolicy policy(rules);
+    const TunnelStart hello{TunnelStart::Kind::client_hello, std::string("anything.attacker.example")};
+    CHECK(policy.check_tunnel_start(at("20.60.1.1:443"), hello).reason == reason::sni_allowed);
+    const Decision outside = policy.check_tunnel_start(at("20.38.108.1:443"), hello);
+    CHECK(outside.verdict == Verdict::deny);
+    CHECK(outside.reason == reason::sni_not_allowed);
 }
