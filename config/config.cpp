@@ -15,6 +15,7 @@
 
 #include <toml++/toml.h>
 
+#include "policy/address_class.hpp"
 #include "policy/authority.hpp"
 #include "policy/catalog.hpp"
 #include "policy/public_suffix.hpp"
@@ -32,6 +33,7 @@ constexpr std::int64_t kMaxHeaderTimeoutMs = 3'600'000;      // one hour
 constexpr std::int64_t kMaxConnectTimeoutMs = 3'600'000;     // one hour
 constexpr std::int64_t kMaxIdleTimeoutMs = 7 * 86'400'000LL; // seven days: long backups stay up
 constexpr std::int64_t kMaxDrainTimeoutMs = 3'600'000;       // one hour
+constexpr std::size_t kMaxSourceAddresses = 64;               // [proxy] source_addresses: more than a NIC holds
 constexpr std::int64_t kMaxConnections = 10'000'000;
 constexpr std::int64_t kMaxConnectionRate = 1'000'000;       // new connections per second per IP
 constexpr std::int64_t kMaxProgressIntervalS = 86'400;       // a day
@@ -207,6 +209,7 @@ private:
     // Sections, in file order of the contract.
     void proxy_section(const toml::table& t);
     void proxy_tls(const toml::table& t);
+    void proxy_source_addresses(const toml::table& t);
     void clients_section(const toml::table* t);
     void egress_section(const toml::table* t);
     std::vector<std::uint16_t> port_list(const toml::node* ports, const std::string& path);
@@ -391,7 +394,7 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
 
 void ConfigBuilder::proxy_section(const toml::table& t) {
     check_known_keys(t, "proxy", {"listen", "workers", "x_forwarded_for", "tls_listen", "tls_cert", "tls_key",
-                                  "max_connections", "drain_timeout_ms"});
+                                  "max_connections", "drain_timeout_ms", "source_addresses"});
     if (const toml::node* listen = t.get("listen")) {
         config_->listen.clear();
         if (const auto* array = array_of(*listen, "proxy.listen", "\"ip:port\" strings")) {
@@ -420,6 +423,46 @@ void ConfigBuilder::proxy_section(const toml::table& t) {
         }
     }
     proxy_tls(t);
+    proxy_source_addresses(t);
+}
+
+// Addresses of this machine to dial from: literal, specific (not 0.0.0.0 or ::), each once.
+// Whether they are assigned to an interface is checked by --check-config, where it runs.
+void ConfigBuilder::proxy_source_addresses(const toml::table& t) {
+    const toml::node* node = t.get("source_addresses");
+    if (node == nullptr) return;
+    const auto* array = array_of(*node, "proxy.source_addresses", "IP address strings");
+    if (array == nullptr) return;
+    if (array->size() > kMaxSourceAddresses) {
+        error("proxy.source_addresses", echo(*node), node->source(),
+              "lists " + std::to_string(array->size()) + " addresses; at most " + std::to_string(kMaxSourceAddresses));
+        return;
+    }
+    for (std::size_t i = 0; i < array->size(); ++i) {
+        const toml::node& element = *array->get(i);
+        const std::string path = element_path("proxy.source_addresses", i);
+        const auto* text = element.as_string();
+        if (text == nullptr) {
+            error(path, echo(element), element.source(), "expected an IP address string");
+            continue;
+        }
+        const auto ip = policy::IpAddress::parse(text->get());
+        if (!ip) {
+            error(path, echo(element), element.source(), "not an IP address (an address of this machine, such as \"10.0.0.4\")");
+            continue;
+        }
+        if (policy::classify_address(*ip) == policy::AddressClass::unspecified) {
+            error(path, echo(element), element.source(), "not an address of any interface; leave the key out to let the kernel pick");
+            continue;
+        }
+        if (std::find(config_->source_addresses.begin(), config_->source_addresses.end(), *ip) !=
+            config_->source_addresses.end()) {
+            error(path, echo(element), element.source(), "listed twice");
+            continue;
+        }
+        remember_position(path, element);
+        config_->source_addresses.push_back(*ip);
+    }
 }
 
 // The TLS listener needs its certificate and key; the files themselves are loaded (and their

@@ -60,6 +60,11 @@ struct Config {
     // [proxy] drain_timeout_ms: how long open connections may take to finish once told to stop.
     std::chrono::milliseconds drain_timeout{10000};
     bool x_forwarded_for = false;       // [proxy] x_forwarded_for: tell origins the client's IP
+    // [proxy] source_addresses: local addresses the upstream connections leave from, taken in
+    // turn. Each brings its own ephemeral ports toward a destination, so N addresses lift the
+    // TIME_WAIT cap on new connections to one storage account's IP:port N times. Empty: the
+    // kernel picks the address of the route.
+    std::vector<policy::IpAddress> source_addresses;
     // [proxy] tls_listen: listeners for clients that speak TLS to the proxy itself
     // (curl --proxy https://...). tls_cert and tls_key (PEM paths, relative to the config file's
     // directory) are required when it is set; they are loaded at start and on reload.

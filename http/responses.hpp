@@ -46,6 +46,7 @@ namespace egressgate::http {
     /* 503: the proxy itself is out of room */                                                       \
     X(proxy_connection_limit, 503)                                                                     \
     X(resource_exhausted, 503)         /* descriptors or memory for the upstream leg */              \
+    X(source_ports_exhausted, 503)     /* EADDRNOTAVAIL: no ephemeral port toward the destination */ \
     /* 504: the upstream took too long */                                                            \
     X(resolve_timeout, 504)                                                                            \
     X(connect_timeout, 504)                                                                            \

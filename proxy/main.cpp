@@ -164,11 +164,13 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
     return EXIT_SUCCESS;
 }
 
-// --check-config: the file, then the files it names. Every error is printed; 0 or 1.
+// --check-config: the file, then the files it names and its source addresses. Every error is
+// printed; 0 or 1.
 int check_config(const std::string& path) {
     auto result = load(path);
     if (!result.config) return EXIT_FAILURE;
-    const auto problems = proxy::check_named_files(*result.config);
+    auto problems = proxy::check_named_files(*result.config);
+    for (auto& problem : proxy::check_source_addresses(*result.config)) problems.push_back(std::move(problem));
     for (const auto& problem : problems) std::cerr << problem.to_string() << '\n';
     if (!problems.empty()) return EXIT_FAILURE;
     std::cout << path << ": ok\n";

@@ -1,5 +1,7 @@
 #include "proxy/preflight.hpp"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,7 +53,47 @@ std::optional<std::string> unreadable(const std::string& path) {
     return "cannot read " + path + ": " + std::strerror(errno);
 }
 
+// Why no upstream connection could leave from `address`, if none could.
+std::optional<std::string> source_address_problem(const policy::IpAddress& address) {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    const auto& bytes = address.bytes();
+    if (address.is_v4()) {
+        auto& v4 = reinterpret_cast<sockaddr_in&>(storage);
+        v4.sin_family = AF_INET;
+        std::memcpy(&v4.sin_addr, bytes.data(), 4);
+        length = sizeof v4;
+    } else {
+        auto& v6 = reinterpret_cast<sockaddr_in6&>(storage);
+        v6.sin6_family = AF_INET6;
+        std::memcpy(&v6.sin6_addr, bytes.data(), 16);
+        length = sizeof v6;
+    }
+    const int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::string("socket: ") + std::strerror(errno);
+    const int on = 1;
+    ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+    const int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&storage), length);
+    const int error = errno;
+    ::close(fd);
+    if (rc == 0) return std::nullopt;
+    if (error == EADDRNOTAVAIL) return "not an address of this machine (assign it to a NIC, or remove it)";
+    return std::string("cannot bind to it: ") + std::strerror(error);
+}
+
 }  // namespace
+
+std::vector<config::ConfigError> check_source_addresses(const config::Config& config) {
+    std::vector<config::ConfigError> errors;
+    for (std::size_t i = 0; i < config.source_addresses.size(); ++i) {
+        const auto& address = config.source_addresses[i];
+        if (auto problem = source_address_problem(address)) {
+            const std::string key = "proxy.source_addresses[" + std::to_string(i) + "]";
+            errors.push_back(error_at(config, key, address.to_string(), *problem));
+        }
+    }
+    return errors;
+}
 
 std::vector<config::ConfigError> check_named_files(const config::Config& config) {
     std::vector<config::ConfigError> errors;

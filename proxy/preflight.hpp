@@ -13,4 +13,8 @@ namespace egressgate::proxy {
 // and match.
 std::vector<config::ConfigError> check_named_files(const config::Config& config);
 
+// Each [proxy] source_addresses entry must be an address of this machine: one that a socket can
+// bind to (without taking a port).
+std::vector<config::ConfigError> check_source_addresses(const config::Config& config);
+
 }  // namespace egressgate::proxy

@@ -79,7 +79,7 @@ struct Server::Listener {
 
 struct Server::Worker {
     Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
-        : index(i), io(1), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
+        : index(i), io(1), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
     std::string name() const { return fmt::format("eg-worker-{}", index); }
 
     unsigned index;

@@ -32,7 +32,7 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
       record_(std::move(record)),
       client_ip_(client_ip),
       admission_(admission),
-      dialer_(worker.resolver),
+      dialer_(worker.resolver, worker.source_turn),
       dial_watch_(client_.socket().get_executor()) {}
 
 ClientSession::~ClientSession() = default;
@@ -127,7 +127,7 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
     ConnectResult result;
     if (!resolution.addresses.empty() && !client_left_) {
         enter(Phase::connecting, config_->timeouts.connect);
-        result = co_await dialer_.connect(config_->egress, decision, resolution.addresses, target.port, upstream_);
+        result = co_await dialer_.connect(*config_, decision, resolution.addresses, target.port, upstream_);
         record_.resolved = result.address;
         if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
     }
@@ -152,6 +152,9 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
 awaitable<void> ClientSession::refuse_dial(const ConnectResult& result) {
     if (result.out_of_resources) {
         co_await reject(http::Refusal(http::Failure::resource_exhausted, "no descriptor for the upstream connection"));
+    } else if (result.out_of_ports) {
+        co_await reject(http::Refusal(http::Failure::source_ports_exhausted,
+                                      "no local port left toward " + result.address + " ([proxy] source_addresses adds more)"));
     } else if (!result.any_permitted) {
         record_decision(result.refusal);
         co_await reject(http::Refusal::denied(result.refusal));

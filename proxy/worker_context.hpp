@@ -63,6 +63,7 @@ struct WorkerContext {
     PipePool& pipes;
     ConnectionLimiter& limits;                  // shared by all workers (it locks)
     SessionRegistry sessions;                   // touched only on the worker's thread
+    std::uint32_t source_turn = 0;              // the next [proxy] source_addresses entry; worker thread only
     std::atomic<std::size_t> open_sessions{0};  // read by the stopping thread
     std::mutex counters_mutex;                  // the admin thread reads what it guards:
     audit::TrafficCounters counters;

@@ -1,11 +1,33 @@
 #include "proxy/dns/dialer.hpp"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 
 #include "policy/prefix_set.hpp"
 #include "proxy/resource_shortage.hpp"
 
 namespace egressgate::proxy {
+
+namespace {
+
+// EADDRNOTAVAIL at connect(): every ephemeral port from this source toward the destination is
+// taken, most by connections in TIME_WAIT. Another source address (or a minute) helps.
+bool is_port_shortage(const error_code& ec) {
+    return ec.category() == boost::system::system_category() && ec.value() == EADDRNOTAVAIL;
+}
+
+// With a source address bound, the kernel would pick the port at bind(), from the ports free
+// toward every destination; IP_BIND_ADDRESS_NO_PORT defers the choice to connect(), where a
+// port need only be free toward this destination (the 4-tuple is what must be unique).
+error_code defer_port_choice(tcp::socket& socket) {
+    const int on = 1;
+    if (::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on) == 0) return {};
+    return error_code(errno, boost::system::system_category());
+}
+
+}  // namespace
 
 asio::ip::address to_asio(const policy::IpAddress& address) {
     const auto& b = address.bytes();
@@ -28,9 +50,10 @@ awaitable<Resolution> Dialer::resolve(const config::Config& config, const policy
     co_return Resolution{lookup_->addresses(), lookup_->outcome()};
 }
 
-awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy, const policy::Decision& decision,
+awaitable<ConnectResult> Dialer::connect(const config::Config& config, const policy::Decision& decision,
                                          const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
                                          tcp::socket& upstream) {
+    const policy::EgressPolicy& policy = config.egress;
     ConnectResult result;
     if (auto refusal = policy.check_resolution(addresses, decision)) {
         // The audit line names the address that lay outside the service tags.
@@ -50,15 +73,11 @@ awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy, con
             continue;
         }
         result.any_permitted = true;
-        error_code ec;
-        upstream.open(address.is_v4() ? tcp::v4() : tcp::v6(), ec);
-        if (ec) {
-            result.out_of_resources = is_resource_shortage(ec);
-            co_return result;
-        }
-        co_await upstream.async_connect(tcp::endpoint(to_asio(address), port), with_error(ec));
+        const tcp::endpoint to(to_asio(address), port);
+        const error_code ec = co_await connect_from_sources(to, config.source_addresses, upstream);
         if (!ec) {
-            upstream.set_option(tcp::no_delay(true), ec);
+            error_code ignored;
+            upstream.set_option(tcp::no_delay(true), ignored);
             result.connected = true;
             co_return result;
         }
@@ -67,9 +86,41 @@ awaitable<ConnectResult> Dialer::connect(const policy::EgressPolicy& policy, con
             result.out_of_resources = true;
             co_return result;
         }
-        upstream.close(ec);
+        result.out_of_ports = is_port_shortage(ec);
+        error_code ignored;
+        upstream.close(ignored);
     }
     co_return result;
+}
+
+awaitable<error_code> Dialer::connect_from_sources(const tcp::endpoint& to, const std::vector<policy::IpAddress>& sources,
+                                                   tcp::socket& upstream) {
+    std::vector<const policy::IpAddress*> family;
+    for (const auto& source : sources) {
+        if (source.is_v4() == to.address().is_v4()) family.push_back(&source);
+    }
+    if (family.empty()) co_return co_await attempt(to, nullptr, upstream);
+    const std::size_t first = source_turn_++ % family.size();
+    error_code ec = co_await attempt(to, family[first], upstream);
+    for (std::size_t i = 1; i < family.size() && is_port_shortage(ec) && upstream.is_open(); ++i) {
+        error_code ignored;
+        upstream.close(ignored);  // that source is out of ports toward `to`: the next one
+        ec = co_await attempt(to, family[(first + i) % family.size()], upstream);
+    }
+    co_return ec;
+}
+
+awaitable<error_code> Dialer::attempt(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream) {
+    error_code ec;
+    upstream.open(to.protocol(), ec);
+    if (ec) co_return ec;
+    if (source != nullptr) {
+        ec = defer_port_choice(upstream);
+        if (!ec) upstream.bind(tcp::endpoint(to_asio(*source), 0), ec);
+        if (ec) co_return ec;
+    }
+    co_await upstream.async_connect(to, with_error(ec));
+    co_return ec;
 }
 
 }  // namespace egressgate::proxy

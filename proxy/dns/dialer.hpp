@@ -22,13 +22,17 @@ struct ConnectResult {
     bool connected = false;
     bool any_permitted = false;     // false: the policy refused every address (see refusal)
     bool out_of_resources = false;  // no descriptor (or buffer) for the upstream socket
+    // The last attempt found no ephemeral port free toward the destination (EADDRNOTAVAIL) from
+    // any source address: too many recent connections to that IP:port, most in TIME_WAIT.
+    bool out_of_ports = false;
     policy::Decision refusal;
     std::string address;            // the address connected to, or the last one tried or refused
 };
 
 class Dialer {
 public:
-    explicit Dialer(DnsResolver& resolver) : resolver_(resolver) {}
+    // `source_turn` is the worker's: consecutive dials start from consecutive source addresses.
+    Dialer(DnsResolver& resolver, std::uint32_t& source_turn) : resolver_(resolver), source_turn_(source_turn) {}
 
     // [dns.hosts] first, then DNS (through the worker's cache).
     awaitable<Resolution> resolve(const config::Config& config, const policy::Target& target);
@@ -36,7 +40,9 @@ public:
     // Tries each address the policy permits, in the resolver's order, until one connects. Never
     // resolves again: the address checked is the address dialed.
     // `decision` is the request's: it may require the addresses to lie in service tags.
-    awaitable<ConnectResult> connect(const policy::EgressPolicy& policy, const policy::Decision& decision,
+    // With [proxy] source_addresses, each address is dialed from the sources of its family in
+    // turn, the next source taking over when one has no port left toward it.
+    awaitable<ConnectResult> connect(const config::Config& config, const policy::Decision& decision,
                                      const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
                                      tcp::socket& upstream);
 
@@ -47,7 +53,15 @@ public:
     }
 
 private:
+    // One connect from `source` (or from the kernel's choice): the socket is left open on
+    // failure unless the deadline closed it.
+    awaitable<error_code> attempt(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream);
+    // Dials `to` from each source of its family in turn until one is not out of ports.
+    awaitable<error_code> connect_from_sources(const tcp::endpoint& to, const std::vector<policy::IpAddress>& sources,
+                                               tcp::socket& upstream);
+
     DnsResolver& resolver_;
+    std::uint32_t& source_turn_;
     std::shared_ptr<DnsLookup> lookup_;
 };
 

@@ -78,6 +78,22 @@ class CheckConfigTest(unittest.TestCase):
 
         self.assertEqual(len(errors), 2, result.stderr)
 
+    def test_source_addresses_must_belong_to_this_machine(self):
+        # Binding is all --check-config does with them: no packet is sent.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "sources.toml"
+            config = base_config(Path(tmp), ports=[443])
+            config["proxy"]["source_addresses"] = ["127.0.0.1", "192.0.2.7", "::1"]
+            path.write_text(toml_dumps(config))
+            result = check_config(path)
+            line = 1 + next(i for i, text in enumerate(path.read_text().splitlines())
+                            if text.startswith("source_addresses"))
+        self.assertEqual(result.returncode, 1, result.stderr)
+        errors = [text for text in result.stderr.splitlines() if text.startswith(str(path) + ":")]
+        self.assertEqual(len(errors), 1, result.stderr)
+        self.assertRegex(errors[0], re.escape(f"{path}:{line}:") + r"\d+: proxy\.source_addresses\[1\] = "
+                         r"\"192\.0\.2\.7\": not an address of this machine")
+
     def test_missing_file_exits_1(self):
         with tempfile.TemporaryDirectory() as tmp:
             result = check_config(Path(tmp) / "nope.toml")

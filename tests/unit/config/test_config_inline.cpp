@@ -52,6 +52,18 @@ const std::vector<BadSnippet> kBadSnippets = {
     {"listen empty", kClients + "[proxy]\nlisten = []\n", "proxy.listen", "[]", "must list at least one address", 4,
      10},
     {"negative workers", kClients + "[proxy]\nworkers = -1\n", "proxy.workers", "-1", "must be from 0 to 1024", 4, 11},
+    {"source_addresses with a name", kClients + "[proxy]\nsource_addresses = [\"10.0.0.4\", \"proxy.local\"]\n",
+     "proxy.source_addresses[1]", "\"proxy.local\"", "not an IP address", 4, 33},
+    {"source_addresses with a CIDR", kClients + "[proxy]\nsource_addresses = [\"10.0.0.0/24\"]\n",
+     "proxy.source_addresses[0]", "\"10.0.0.0/24\"", "not an IP address", 4, 21},
+    {"source_addresses unspecified", kClients + "[proxy]\nsource_addresses = [\"0.0.0.0\"]\n",
+     "proxy.source_addresses[0]", "\"0.0.0.0\"", "leave the key out to let the kernel pick", 4, 21},
+    {"source_addresses twice", kClients + "[proxy]\nsource_addresses = [\"10.0.0.4\", \"10.0.0.4\"]\n",
+     "proxy.source_addresses[1]", "\"10.0.0.4\"", "listed twice", 4, 33},
+    {"source_addresses a number", kClients + "[proxy]\nsource_addresses = [4]\n", "proxy.source_addresses[0]", "4",
+     "expected an IP address string", 4, 21},
+    {"source_addresses a string", kClients + "[proxy]\nsource_addresses = \"10.0.0.4\"\n", "proxy.source_addresses",
+     "\"10.0.0.4\"", "expected an array of IP address strings, got a string", 4, 20},
     {"clients.allow empty", "[clients]\nallow = []\n", "clients.allow", "[]", "must list at least one CIDR", 2, 9},
     {"clients.allow missing from [clients]", "\n[clients]\n", "clients.allow", "",
      "required: the virtual network's CIDRs", 2, 1},
@@ -171,6 +183,28 @@ TEST_CASE("ConfigError::to_string omits what it does not have", "[config]") {
 TEST_CASE("ListenAddress::to_string brackets IPv6", "[config]") {
     CHECK(cfg::ListenAddress{*policy::IpAddress::parse("1.2.3.4"), 80}.to_string() == "1.2.3.4:80");
     CHECK(cfg::ListenAddress{*policy::IpAddress::parse("::1"), 80}.to_string() == "[::1]:80");
+}
+
+TEST_CASE("source_addresses keeps the order given, both families", "[config]") {
+    const auto result =
+        cfg::parse_config(kClients + "[proxy]\nsource_addresses = [\"10.0.0.5\", \"fd00::5\", \"10.0.0.4\"]\n", kSource);
+    INFO(describe(result));
+    REQUIRE(result.config);
+    const auto& sources = result.config->source_addresses;
+    REQUIRE(sources.size() == 3);
+    CHECK(sources[0].to_string() == "10.0.0.5");
+    CHECK(sources[1].to_string() == "fd00::5");
+    CHECK(sources[2].to_string() == "10.0.0.4");
+}
+
+TEST_CASE("source_addresses holds at most 64 addresses", "[config]") {
+    std::string list;
+    for (int i = 1; i <= 65; ++i) list += (i > 1 ? ", " : "") + std::string("\"10.0.1.") + std::to_string(i) + "\"";
+    const auto result = cfg::parse_config(kClients + "[proxy]\nsource_addresses = [" + list + "]\n", kSource);
+    REQUIRE_FALSE(result.config);
+    REQUIRE(result.errors.size() == 1);
+    CHECK(result.errors[0].key == "proxy.source_addresses");
+    CHECK(result.errors[0].message == "lists 65 addresses; at most 64");
 }
 
 TEST_CASE("TLS listener and tunnel inspection keys", "[config]") {

@@ -152,6 +152,7 @@ TEST_CASE("every failure maps to one status and carries its own reason", "[http]
         {Failure::unrequested_upgrade, 502, "unrequested_upgrade"},
         {Failure::proxy_connection_limit, 503, "proxy_connection_limit"},
         {Failure::resource_exhausted, 503, "resource_exhausted"},
+        {Failure::source_ports_exhausted, 503, "source_ports_exhausted"},
         {Failure::resolve_timeout, 504, "resolve_timeout"},
         {Failure::connect_timeout, 504, "connect_timeout"},
         {Failure::upstream_timeout, 504, "upstream_timeout"},
