@@ -11,6 +11,7 @@ the notice at once.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import signal
 import socket
@@ -190,6 +191,34 @@ class DrainNoticeTest(PerTestProxyCase):
                                 "the listeners closed before drain_notice_ms was over")
         self.assert_exits_cleanly(proxy)
         self.assertIn("draining: the notice is over", proxy.stderr())
+
+    def test_systemd_hears_stopping_at_the_notice_and_no_ready_from_a_reload_during_it(self):
+        workdir = self.fresh_workdir("egressgate-drain-notify-")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(str(workdir / "notify.sock"))
+        notify.settimeout(STATE_TIMEOUT)
+        os.environ["NOTIFY_SOCKET"] = str(workdir / "notify.sock")
+        try:
+            proxy, admin = self.start_with_notice(LONG_NOTICE_MS)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        self.assertTrue(notify.recv(4096).startswith(b"READY=1"))
+        proxy.proc.send_signal(signal.SIGTERM)
+        self.assertTrue(notify.recv(4096).startswith(b"STOPPING=1\n"))
+        self.assertEqual(admin_get(admin, "/readyz"), (503, "draining\n"))  # told systemd, still serving
+        proxy.proc.send_signal(signal.SIGHUP)  # still reloads; systemd must not hear READY=1 again
+        wait_for(lambda: "applied to new connections" in proxy.stderr(), STATE_TIMEOUT, "the reload", proxy)
+        proxy.proc.send_signal(signal.SIGTERM)
+        self.assert_exits_cleanly(proxy)
+        notify.setblocking(False)  # the process is gone: whatever it sent is queued
+        later = []
+        while True:
+            try:
+                later.append(notify.recv(4096))
+            except BlockingIOError:
+                break
+        self.assertEqual([m for m in later if m.startswith((b"READY=1", b"RELOADING=1"))], [], later)
 
     def test_without_a_notice_sigterm_closes_the_listeners_at_once(self):
         proxy, admin = self.start_with_notice(0)
