@@ -34,6 +34,8 @@ constexpr std::int64_t kMaxConnectTimeoutMs = 3'600'000;     // one hour
 constexpr std::int64_t kMaxIdleTimeoutMs = 7 * 86'400'000LL; // seven days: long backups stay up
 constexpr std::int64_t kMaxDrainTimeoutMs = 3'600'000;       // one hour
 constexpr std::size_t kMaxSourceAddresses = 64;               // [proxy] source_addresses: more than a NIC holds
+// A load balancer's probe interval times its unhealthy threshold, with room to spare.
+constexpr std::int64_t kMaxDrainNoticeMs = 600'000;          // ten minutes
 constexpr std::int64_t kMaxConnections = 10'000'000;
 constexpr std::int64_t kMaxConnectionRate = 1'000'000;       // new connections per second per IP
 constexpr std::int64_t kMaxProgressIntervalS = 86'400;       // a day
@@ -239,8 +241,10 @@ private:
     std::optional<std::string> string_of(const toml::node& node, const std::string& path);
     std::optional<std::int64_t> integer_in(const toml::node& node, const std::string& path,
                                            std::int64_t min, std::int64_t max);
+    // min 0 for keys where 0 means "off" (proxy.drain_notice_ms).
     std::optional<std::chrono::milliseconds> milliseconds_in(const toml::table& t, std::string_view key,
-                                                             const std::string& parent, std::int64_t max);
+                                                             const std::string& parent, std::int64_t max,
+                                                             std::int64_t min = 1);
     template <typename Fn>
     void for_each_string(const toml::array& array, const std::string& path, Fn&& fn);
     std::optional<ListenAddress> socket_address(const toml::node& node, const std::string& path,
@@ -332,10 +336,10 @@ std::optional<std::int64_t> ConfigBuilder::integer_in(const toml::node& node, co
 
 std::optional<std::chrono::milliseconds> ConfigBuilder::milliseconds_in(const toml::table& t, std::string_view key,
                                                                         const std::string& parent,
-                                                                        std::int64_t max) {
+                                                                        std::int64_t max, std::int64_t min) {
     const toml::node* node = t.get(key);
     if (node == nullptr) return std::nullopt;
-    const auto value = integer_in(*node, child_path(parent, key), 1, max);
+    const auto value = integer_in(*node, child_path(parent, key), min, max);
     if (!value) return std::nullopt;
     return std::chrono::milliseconds{*value};
 }
@@ -394,7 +398,8 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
 
 void ConfigBuilder::proxy_section(const toml::table& t) {
     check_known_keys(t, "proxy", {"listen", "workers", "x_forwarded_for", "tls_listen", "tls_cert", "tls_key",
-                                  "max_connections", "drain_timeout_ms", "source_addresses"});
+                                  "max_connections", "drain_timeout_ms", "drain_notice_ms",
+                                  "source_addresses"});
     if (const toml::node* listen = t.get("listen")) {
         config_->listen.clear();
         if (const auto* array = array_of(*listen, "proxy.listen", "\"ip:port\" strings")) {
@@ -414,6 +419,7 @@ void ConfigBuilder::proxy_section(const toml::table& t) {
         }
     }
     if (auto ms = milliseconds_in(t, "drain_timeout_ms", "proxy", kMaxDrainTimeoutMs)) config_->drain_timeout = *ms;
+    if (auto ms = milliseconds_in(t, "drain_notice_ms", "proxy", kMaxDrainNoticeMs, 0)) config_->drain_notice = *ms;
     if (const toml::node* xff = t.get("x_forwarded_for")) {
         if (xff->is_boolean()) {
             config_->x_forwarded_for = *xff->value<bool>();

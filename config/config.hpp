@@ -59,6 +59,10 @@ struct Config {
     std::uint32_t max_connections = 0;
     // [proxy] drain_timeout_ms: how long open connections may take to finish once told to stop.
     std::chrono::milliseconds drain_timeout{10000};
+    // [proxy] drain_notice_ms: after SIGTERM, how long /readyz answers 503 "draining" while the
+    // proxy still accepts, so that a load balancer's health probe takes this VM out of rotation
+    // before its listeners close. 0 = close them at once.
+    std::chrono::milliseconds drain_notice{0};
     bool x_forwarded_for = false;       // [proxy] x_forwarded_for: tell origins the client's IP
     // [proxy] source_addresses: local addresses the upstream connections leave from, taken in
     // turn. Each brings its own ephemeral ports toward a destination, so N addresses lift the

@@ -1,6 +1,8 @@
 // egressgate: the egress gateway of an Azure virtual network's proxy VM.
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <string_view>
 #include <variant>
@@ -93,8 +95,10 @@ void feed_watchdog(proxy::asio::steady_timer& timer, std::chrono::microseconds i
     });
 }
 
-// Why /readyz says no: stopping, or a worker that has stopped ticking.
+// Why /readyz says no: draining (a load balancer should stop sending), stopping, or a worker
+// that has stopped ticking.
 std::optional<std::string> readiness_problem(const proxy::Server& server, const proxy::AuditWriter& audit) {
+    if (server.draining()) return "draining";
     if (!server.accepting()) return "stopping";
     if (const auto failure = audit.failure()) return "the audit file cannot be written: " + *failure;
     const auto stalled = server.stalled_workers();
@@ -102,6 +106,27 @@ std::optional<std::string> readiness_problem(const proxy::Server& server, const 
     std::string names;
     for (const auto& name : stalled) names += (names.empty() ? "" : ", ") + name;
     return names + " stalled";
+}
+
+std::string_view signal_name(int signal) { return signal == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+// SIGTERM's first stage, [proxy] drain_notice_ms: the proxy keeps accepting and serving while
+// /readyz answers 503 "draining", so that a load balancer's health probe takes this VM out of
+// rotation before its listeners close. `close_listeners` runs when the notice ends, or at once
+// when the timer is cancelled (a second SIGTERM).
+void give_drain_notice(proxy::asio::steady_timer& notice, std::chrono::milliseconds length, proxy::Server& server,
+                       std::function<void()> close_listeners) {
+    server.announce_draining();
+    proxy::notify_systemd("STOPPING=1\nSTATUS=draining: failing /readyz, still accepting");
+    spdlog::info("draining: /readyz answers 503 \"draining\" for {} ms while new connections are still accepted; "
+                 "a second SIGTERM closes the listeners at once",
+                 length.count());
+    notice.expires_after(length);
+    notice.async_wait([close_listeners = std::move(close_listeners)](const proxy::error_code& ec) {
+        if (ec == proxy::asio::error::operation_aborted) spdlog::info("draining: the notice was cut short");
+        else spdlog::info("draining: the notice is over");
+        close_listeners();
+    });
 }
 
 int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Config> config) {
@@ -123,23 +148,37 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
         signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
         [&server, &audit] { return readiness_problem(server, audit); }, [&server] { return server.status_page(); });
     proxy::asio::steady_timer traffic_sampler(signals_io);
+    proxy::asio::steady_timer drain_notice(signals_io);
+    // SIGTERM's second stage: leaving signals_io.run() stops accepting, then the drain.
+    const auto close_listeners = [&] {
+        spdlog::info("stopping: draining open connections for up to {} ms", holder.current()->drain_timeout.count());
+        admin.stop();
+        traffic_sampler.cancel();
+        signals_io.stop();
+    };
     std::function<void(const proxy::error_code&, int)> on_signal = [&](const proxy::error_code& ec, int signal) {
         if (ec) return;
         if (signal == SIGHUP) {
-            proxy::notify_systemd("RELOADING=1");
+            // Once STOPPING=1 is out, the service is leaving: READY=1 must not say otherwise.
+            if (!server.draining()) proxy::notify_systemd("RELOADING=1");
             reload(options.config_path, holder, tls, server);
-            proxy::notify_systemd("READY=1");
+            if (!server.draining()) proxy::notify_systemd("READY=1");
         }
         if (signal == SIGUSR1) audit.reopen();  // logrotate's postrotate, as for Squid and nginx
         if (signal == SIGUSR2) spdlog::info("SIGUSR2 ignored (SIGHUP reloads, SIGUSR1 reopens the audit file, SIGTERM stops)");
         if (signal == SIGINT || signal == SIGTERM) {
-            proxy::notify_systemd("STOPPING=1");
-            spdlog::info("stopping: draining open connections for up to {} ms",
-                         holder.current()->drain_timeout.count());
-            admin.stop();
-            traffic_sampler.cancel();
-            signals_io.stop();
-            return;
+            if (server.draining()) {
+                spdlog::info("draining: {} again, closing the listeners now", signal_name(signal));
+                drain_notice.cancel();
+                return;
+            }
+            const auto notice = holder.current()->drain_notice;
+            if (notice.count() == 0) {
+                proxy::notify_systemd("STOPPING=1");
+                close_listeners();
+                return;
+            }
+            give_drain_notice(drain_notice, notice, server, close_listeners);
         }
         signals.async_wait(on_signal);
     };

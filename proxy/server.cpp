@@ -294,6 +294,8 @@ std::string Server::metrics_text() const {
         {"egressgate_build_info", "The version of this egressgate binary", 1, "gauge", version_label},
         {"egressgate_process_start_time_seconds", "When the process started, unix time", started},
         {"egressgate_open_connections", "Client connections open now", static_cast<double>(open_sessions())},
+        {"egressgate_draining", "1 once SIGTERM began the drain notice: /readyz answers 503, connections are still accepted",
+         draining() ? 1.0 : 0.0},
         {"egressgate_audit_lines_written_total", "Audit lines written to the audit file",
          static_cast<double>(audit_.written_lines()), "counter"},
         {"egressgate_audit_lines_dropped_total", "Audit lines lost: the writer fell behind or the file could not be written",

@@ -75,6 +75,10 @@ public:
     // Every worker's counters, merged, as Prometheus text (for the admin endpoint).
     std::string metrics_text() const;
     bool accepting() const { return accepting_.load(); }
+    // SIGTERM's drain notice ([proxy] drain_notice_ms) has begun: the listeners still accept, but
+    // /readyz and /metrics say the proxy is leaving, so that a load balancer stops sending to it.
+    void announce_draining() { draining_ = true; }
+    bool draining() const { return draining_.load(); }
     // Workers whose heartbeat is older than kWorkerStallThreshold, e.g. "eg-worker-1".
     std::vector<std::string> stalled_workers() const;
     // SIGHUP's outcome, for /metrics and /status.
@@ -107,6 +111,7 @@ private:
     const std::string connection_id_prefix_;  // the process's start, unix ms: ids stay unique across restarts
     std::atomic<std::uint64_t> next_connection_id_{1};
     std::atomic<bool> accepting_{false};
+    std::atomic<bool> draining_{false};
     std::atomic<std::uint64_t> accept_failures_{0};
     LogThrottle accept_failure_log_;
     const std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();

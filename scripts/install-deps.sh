@@ -12,6 +12,7 @@ packages=(
   libpsl-dev publicsuffix  # wildcard host patterns over a public suffix are refused
   # integration tests drive the real binary with real clients
   curl openssl python3 iproute2 util-linux
+  haproxy  # test_scale_out.py: two proxies behind a TCP load balancer with /readyz health checks
   # the package tests: logrotate drives a real rotation, systemd-analyze checks the unit
   logrotate systemd shellcheck jq
   # the browser tests: /status and the HTML report in headless Chromium
