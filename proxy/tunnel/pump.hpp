@@ -1,6 +1,7 @@
 #pragma once
 // One direction of a tunnel: read from one stream, write all of it to the other, repeat. A pump
-// never reads more than it has written (backpressure), and turns EOF into a write shutdown.
+// never reads more than it has written (backpressure). At the source's EOF it returns: when the
+// sink's sending side is shut is the tunnel's choice (see TunnelSession::pass_on_eof).
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -14,7 +15,7 @@ namespace egressgate::proxy {
 inline constexpr std::size_t kTunnelBufferBytes = 64 * 1024;
 
 enum class PumpEnd {
-    eof,                 // the source finished; the sink's write side was shut down
+    eof,                 // the source finished; the sink's sending side is still open
     source_failed,       // the source reset (or failed): the sink is to be reset too
     sink_failed,         // the sink reset (or failed): the source is to be reset too
     resource_exhausted,  // no pipe and no memory to move bytes with: both sides are aborted
@@ -31,10 +32,7 @@ awaitable<PumpEnd> pump(Source& source, Sink& sink, std::span<char> buffer, std:
     for (;;) {
         error_code ec;
         const std::size_t n = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
-        if (n == 0 && is_end_of_stream(ec)) {
-            end_sending(sink);
-            co_return PumpEnd::eof;
-        }
+        if (n == 0 && is_end_of_stream(ec)) co_return PumpEnd::eof;
         if (n == 0) co_return PumpEnd::source_failed;
         last_activity = std::chrono::steady_clock::now();
         co_await asio::async_write(sink, asio::buffer(buffer.data(), n), with_error(ec));

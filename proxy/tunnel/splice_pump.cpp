@@ -160,10 +160,7 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
                 continue;
             }
             const ssize_t n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
-            if (n == 0) {
-                shutdown_send(sink);
-                co_return PumpEnd::eof;
-            }
+            if (n == 0) co_return PumpEnd::eof;
             if (n < 0 && errno == EAGAIN) {
                 // The source had nothing to read: wait for it without holding a pipe.
                 pipe.release();
@@ -199,7 +196,6 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
         const std::size_t got = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
         if (got == 0) {
             if (!is_end_of_stream(ec)) co_return PumpEnd::source_failed;
-            shutdown_send(sink);
             co_return PumpEnd::eof;
         }
         last_activity = std::chrono::steady_clock::now();

@@ -99,6 +99,7 @@ awaitable<bool> TunnelSession::inspect_start(const policy::Target& target) {
     if (parse.status == tls::HelloParse::Status::complete) {
         record.sni = parse.hello.server_name.value_or("");
         record.alpn = parse.hello.alpn;
+        carries_tls_ = true;
     }
     const policy::Decision verdict =
         session_.config().egress.check_tunnel_start(target, tunnel_start_of(parse), session_.client_identity());
@@ -162,7 +163,24 @@ awaitable<void> TunnelSession::pump(Direction direction) {
             end = co_await proxy::pump(upstream, client, buffer, record.bytes_down, activity);
         }
     }
+    if (end == PumpEnd::eof) co_await pass_on_eof(direction);
     on_pump_end(direction, end);
+}
+
+awaitable<void> TunnelSession::pass_on_eof(Direction direction) {
+    if (direction == Direction::down) {
+        upstream_ended_ = true;
+        if (fin_hold_) fin_hold_->cancel();  // the server closed first: the client's FIN may follow
+        end_sending(session_.client());
+        co_return;
+    }
+    if (carries_tls_ && !upstream_ended_) {
+        fin_hold_ = std::make_unique<asio::steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
+        error_code ignored;
+        co_await fin_hold_->async_wait(with_error(ignored));
+        fin_hold_.reset();
+    }
+    end_sending(session_.upstream());
 }
 
 // EOF ends only its own direction (the pump shut the sink's sending side). A failure on either
@@ -170,6 +188,7 @@ awaitable<void> TunnelSession::pump(Direction direction) {
 // a complete one.
 void TunnelSession::on_pump_end(Direction direction, PumpEnd end) {
     const bool up = direction == Direction::up;
+    if (end != PumpEnd::eof && fin_hold_) fin_hold_->cancel();  // both sides are reset: nothing to wait for
     switch (end) {
     case PumpEnd::eof: return;
     case PumpEnd::source_failed:

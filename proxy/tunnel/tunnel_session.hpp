@@ -3,6 +3,7 @@
 // ClientHello on tls_ports), then relay both ways until both directions end. A reset on either
 // side ends the tunnel with a reset on the other.
 #include <array>
+#include <chrono>
 #include <memory>
 
 #include "http/message.hpp"
@@ -14,6 +15,13 @@
 namespace egressgate::proxy {
 
 class ClientSession;
+
+// How long a TLS tunnel holds its client's FIN for the server to close first. A TLS client that
+// closes says so in a close_notify before its FIN, and HTTPS servers answer it by closing their
+// side; passing the FIN on after the server's leaves the TIME_WAIT with the server rather than
+// with the proxy's upstream leg, so that many short tunnels to one storage account do not use up
+// the proxy's ephemeral ports toward it. A server that waits for the FIN gets it this much later.
+inline constexpr std::chrono::milliseconds kUpstreamCloseGrace{500};
 
 class TunnelSession {
 public:
@@ -29,6 +37,9 @@ private:
     awaitable<bool> forward_pipelined();
     awaitable<void> relay();
     awaitable<void> pump(Direction direction);
+    // The source of `direction` ended cleanly: shut the sink's sending side, the client's FIN
+    // after kUpstreamCloseGrace's wait for the server's where the tunnel carries TLS.
+    awaitable<void> pass_on_eof(Direction direction);
     void on_pump_end(Direction direction, PumpEnd end);
 
     ClientSession& session_;
@@ -39,6 +50,9 @@ private:
     std::array<char, kMessageChunkBytes> up_message_;
     std::array<char, kMessageChunkBytes> down_message_;
     std::unique_ptr<char[]> tls_buffers_;  // two kTunnelBufferBytes halves: up, down
+    bool carries_tls_ = false;             // the first bytes were a complete ClientHello
+    bool upstream_ended_ = false;          // the down direction is over
+    std::unique_ptr<asio::steady_timer> fin_hold_;  // only while the client's FIN waits
 };
 
 }  // namespace egressgate::proxy
