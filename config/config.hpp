@@ -66,8 +66,9 @@ struct Config {
     bool x_forwarded_for = false;       // [proxy] x_forwarded_for: tell origins the client's IP
     // [proxy] source_addresses: local addresses the upstream connections leave from, taken in
     // turn. Each brings its own ephemeral ports toward a destination, so N addresses lift the
-    // TIME_WAIT cap on new connections to one storage account's IP:port N times. Empty: the
-    // kernel picks the address of the route.
+    // TIME_WAIT cap on new connections to one storage account's IP:port N times. A destination
+    // of a family none of them has, and every destination when empty: the kernel picks the
+    // address of the route.
     std::vector<policy::IpAddress> source_addresses;
     // [proxy] tls_listen: listeners for clients that speak TLS to the proxy itself
     // (curl --proxy https://...). tls_cert and tls_key (PEM paths, relative to the config file's
