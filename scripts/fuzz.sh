@@ -41,9 +41,9 @@ per_target=$(( seconds / ${#targets[@]} ))
 # Longest input per target: past each parser's own limit, so that inputs can reach it with real
 # bytes (kMaxClientHelloBytes, kMaxRequestHeadBytes), and a few pages for the text formats.
 declare -A max_len=([client_hello]=20000 [request_head]=20000 [forwarding]=20000 [host]=1024
-                    [config]=8192 [inventory]=8192)
+                    [config]=8192 [inventory]=8192 [service_tags]=8192)
 declare -A dict=([request_head]=http.dict [forwarding]=http.dict [host]=host.dict [config]=config.dict
-                 [inventory]=inventory.dict)
+                 [inventory]=inventory.dict [service_tags]=service_tags.dict)
 
 # The project's own dependencies (cmake configures the whole tree), then clang and libFuzzer.
 "$root/scripts/install-deps.sh"
