@@ -274,6 +274,9 @@ private:
     };
     std::vector<VmReference> rule_vm_names_;
     std::set<std::string> rule_names_;
+    // [egress] service_tags_file was written, whether or not it loaded: when it did not, its own
+    // error says why, and the tag names have nothing to be checked against.
+    bool service_tags_file_set_ = false;
 };
 
 void ConfigBuilder::error(std::string key, std::string value, const toml::source_region& where,
@@ -581,8 +584,9 @@ void ConfigBuilder::egress_section(const toml::table* t) {
         } else {
             rules_.require_service_tag = *require->value<bool>();
             // Every allowed name must then lie in some tags: without [egress] service_tags, names
-            // the global list or a rule without tags allows would all be refused.
-            if (rules_.require_service_tag && !rules_.service_tags) {
+            // the global list or a rule without tags allows would all be refused. Tags that are
+            // written but did not resolve (a bad file, unknown names) have their own errors.
+            if (rules_.require_service_tag && egress.get("service_tags") == nullptr) {
                 error("egress.require_service_tag", echo(*require), require->source(),
                       "needs [egress] service_tags: the tags that every allowed name's addresses must lie in");
             }
@@ -593,6 +597,7 @@ void ConfigBuilder::egress_section(const toml::table* t) {
 // [egress] service_tags_file: a ServiceTags_*.json, relative to the config file's directory.
 // Read with the config, so SIGHUP re-reads it and the new prefixes swap in with the new Config.
 void ConfigBuilder::service_tags_file(const toml::node& node) {
+    service_tags_file_set_ = true;
     const auto text = string_of(node, "egress.service_tags_file");
     if (!text) return;
     std::filesystem::path path(*text);
@@ -618,7 +623,9 @@ policy::PrefixSetPtr ConfigBuilder::service_tag_set(const toml::node& node, cons
     std::vector<std::string> names;
     for_each_string(*array, path, [&](const std::string& name, const toml::node& element, const std::string& where) {
         if (tags == nullptr) {
-            error(where, echo(element), element.source(), "needs [egress] service_tags_file, the file that defines the tags");
+            if (!service_tags_file_set_) {
+                error(where, echo(element), element.source(), "needs [egress] service_tags_file, the file that defines the tags");
+            }
         } else if (tags->find(name) == nullptr) {
             error(where, echo(element), element.source(),
                   policy::describe(policy::UnknownServiceTag{name, tags->suggestions(name)}));

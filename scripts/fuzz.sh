@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes egressgate's parsers with libFuzzer (clang, ASan, UBSan) for a bounded time.
 # Usage: scripts/fuzz.sh [seconds] [target...]
-#   seconds  total fuzzing time, shared equally by the targets run (default 150; at least 1 s
+#   seconds  total fuzzing time, shared equally by the targets run (default 170; at least 1 s
 #            each). `scripts/fuzz.sh 30 client_hello` is what `scripts/fuzz.sh 30` used to be.
 #   target   one of tests/fuzz/<target>_fuzzer.cpp (default: all of them).
 #   CLANG_VERSION=16 scripts/fuzz.sh ...  builds with another clang (default 14; the build
@@ -14,7 +14,7 @@
 #     naming the target and the crashing input kept in build-fuzz/artifacts/<target>/.
 set -euo pipefail
 
-seconds="${1:-150}"
+seconds="${1:-170}"
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [seconds] [target...]" >&2; exit 2; }
 shift $(( $# > 0 ? 1 : 0 ))
 
@@ -41,9 +41,9 @@ per_target=$(( seconds / ${#targets[@]} ))
 # Longest input per target: past each parser's own limit, so that inputs can reach it with real
 # bytes (kMaxClientHelloBytes, kMaxRequestHeadBytes), and a few pages for the text formats.
 declare -A max_len=([client_hello]=20000 [request_head]=20000 [forwarding]=20000 [host]=1024
-                    [config]=8192 [inventory]=8192)
+                    [config]=8192 [inventory]=8192 [service_tags]=8192)
 declare -A dict=([request_head]=http.dict [forwarding]=http.dict [host]=host.dict [config]=config.dict
-                 [inventory]=inventory.dict)
+                 [inventory]=inventory.dict [service_tags]=service_tags.dict)
 
 # The project's own dependencies (cmake configures the whole tree), then clang and libFuzzer.
 "$root/scripts/install-deps.sh"

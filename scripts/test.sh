@@ -6,7 +6,7 @@
 #   2. bounded libFuzzer runs of every parser that reads bytes from a client or a file;
 #   3. the unit and integration tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   4. the integration tests (every one runs a multi-threaded proxy) under ThreadSanitizer.
-# EGRESSGATE_FUZZ_SECONDS sets the fuzzing time per target (see scripts/fuzz.sh).
+# EGRESSGATE_FUZZ_SECONDS sets the total fuzzing time, shared by the targets (see scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

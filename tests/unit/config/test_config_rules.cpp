@@ -57,6 +57,8 @@ const std::vector<BadRule> kBadRules = {
      "\"com\", a public suffix", 4, 10},
     {"service tags without a file", kClients + "[egress]\nservice_tags = [\"Storage\"]\n", "egress.service_tags[0]",
      "needs [egress] service_tags_file", 4, 17},
+    {"a rule's service tags without a file", kClients + "[[egress.rule]]\nname = \"r\"\nservice_tags = [\"Storage\"]\n",
+     "egress.rule[0].service_tags[0]", "needs [egress] service_tags_file", 5, 17},
     {"an unknown service tag", kClients + "[egress]\n" + kTags + "service_tags = [\"Storage.WestEurop\"]\n",
      "egress.service_tags[0]", "did you mean \"Storage.WestEurope\"", 5, 17},
     {"require_service_tag without tags", kClients + "[egress]\nrequire_service_tag = true\n",
@@ -70,6 +72,20 @@ const std::vector<BadRule> kBadRules = {
      "egress.rule[0].catalogs", "must not be empty", 5, 12},
     {"a missing tags file", kClients + "[egress]\nservice_tags_file = \"missing-tags.json\"\n",
      "egress.service_tags_file", "missing-tags.json: cannot read", 4, 21},
+    // A file that is set but does not load is the one error: the names cannot be checked against
+    // it, and "needs service_tags_file" or "needs service_tags" would send the admin elsewhere.
+    {"a missing tags file and a global tag", kClients + "[egress]\nservice_tags_file = \"missing-tags.json\"\n" +
+     "service_tags = [\"Storage.WestEurope\"]\n",
+     "egress.service_tags_file", "missing-tags.json: cannot read", 4, 21},
+    {"a missing tags file and a rule's tag", kClients + "[egress]\nservice_tags_file = \"missing-tags.json\"\n" +
+     "[[egress.rule]]\nname = \"r\"\nservice_tags = [\"Storage.WestEurope\"]\n",
+     "egress.service_tags_file", "missing-tags.json: cannot read", 4, 21},
+    {"a truncated tags file and require_service_tag", kClients + "[egress]\nservice_tags_file = \"" +
+     EGRESSGATE_FIXTURES + "/service_tags/bad/truncated.json\"\nservice_tags = [\"Storage\"]\n" +
+     "require_service_tag = true\n",
+     "egress.service_tags_file", "truncated.json: invalid JSON", 4, 21},
+    {"a tags file that is not a string", kClients + "[egress]\nservice_tags_file = 7\nservice_tags = [\"Storage\"]\n",
+     "egress.service_tags_file", "expected a string", 4, 21},
 };
 
 }  // namespace
