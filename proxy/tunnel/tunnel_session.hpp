@@ -24,11 +24,13 @@ public:
 private:
     enum class Direction { up, down };
 
+    awaitable<bool> establish(const http::MessageHead& head);
     awaitable<bool> open(const policy::Target& target);
     awaitable<bool> inspect_start(const policy::Target& target);
     awaitable<bool> forward_pipelined();
     awaitable<void> relay();
-    awaitable<void> pump(Direction direction);
+    // The pump of one direction, not started yet (a plain function: no frame of its own).
+    awaitable<PumpEnd> transfer(Direction direction);
     void on_pump_end(Direction direction, PumpEnd end);
 
     ClientSession& session_;
