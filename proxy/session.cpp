@@ -64,19 +64,19 @@ awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSessio
 }
 
 // Over a limit: refused once the head is in. Otherwise the head says which path serves it.
+// Not a coroutine itself: it hands back the path's coroutine, so that an idle tunnel does not
+// keep a suspended frame of this step too.
 awaitable<void> ClientSession::dispatch(const http::MessageHead& head) {
     record_.method = head.method;
     if (admission_) {
         record_.host = head.target.substr(0, kMaxAuditedTargetBytes);
-        co_await reject(http::Refusal(*admission_));
-        co_return;
+        return refuse_over_limit();
     }
-    if (head.is_connect()) {
-        co_await serve_tunnel(head);
-        co_return;
-    }
-    co_await serve_forward();
+    if (head.is_connect()) return serve_tunnel(head);
+    return serve_forward();
 }
+
+awaitable<void> ClientSession::refuse_over_limit() { co_await reject(http::Refusal(*admission_)); }
 
 awaitable<void> ClientSession::serve_tunnel(const http::MessageHead& head) {
     TunnelSession tunnel(*this);

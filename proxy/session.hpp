@@ -118,6 +118,7 @@ private:
     // One coroutine per path, so that a tunnel's frame does not hold a ForwardSession too.
     awaitable<void> serve_tunnel(const http::MessageHead& head);
     awaitable<void> serve_forward();
+    awaitable<void> refuse_over_limit();
     awaitable<void> watch_client_during_dial(std::shared_ptr<ClientSession> self);
     void stop_watching_client();
     awaitable<void> refuse_dial(const ConnectResult& result);
