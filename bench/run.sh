@@ -29,7 +29,7 @@ QUICK=0
 for arg in "$@"; do
     case "$arg" in
         --quick) PHASE_SECONDS=2; QUICK=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
