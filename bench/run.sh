@@ -16,6 +16,8 @@
 #   rate50, rate500  CONNECT, one 64-byte echo round trip, close, looping on 50 / 500 connections
 #   stream1, stream8 1 / 8 tunnels writing to a sink
 #   idle             5,000 open tunnels: the proxy's RSS before and after (proxies only)
+#   idle50k          50,000 open tunnels held (egressgate and the bare relay; 5,000 with --quick,
+#                    fewer when the open-file limit cannot hold 50,000)
 # The proxy's CPU time (utime+stime of its process tree) is sampled over each run by the generator.
 set -euo pipefail
 
@@ -27,11 +29,20 @@ QUICK=0
 for arg in "$@"; do
     case "$arg" in
         --quick) PHASE_SECONDS=2; QUICK=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
 IDLE_TUNNELS=5000
+IDLE50K_GOAL=50000
+if [[ $QUICK == 1 ]]; then IDLE50K_GOAL=5000; fi
+# 50,000 tunnels from one client address to one target port would need 50,000 ephemeral ports
+# per address pair, and net.ipv4.ip_local_port_range gives ~28,000: the client side spreads over
+# IDLE50K_SOURCES loopback addresses, the proxy->target side over IDLE50K_ECHO_PORTS target ports.
+IDLE50K_SOURCES=4
+IDLE50K_ECHO_PORTS=4
+IDLE50K_OPEN_SECONDS=90    # opening them all; a tunnel not up by then is a timeout error
+FD_RESERVE=1000            # descriptors a proxy holds besides its tunnels'
 
 if [[ $EUID -ne 0 ]]; then
     echo "run.sh: needs root (apt-get for squid and tinyproxy; they drop to their own users)" >&2
@@ -79,9 +90,13 @@ trap 'exit 143' TERM
 
 # --- file descriptors -----------------------------------------------------------------------
 
-# 5,000 tunnels are 10,000 descriptors in the proxy; aim high, settle for the hard limit.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# 5,000 tunnels are 10,000 descriptors in the proxy, 50,000 are 100,000 (two per tunnel; the
+# generator and the target hold one each); aim high, settle for the hard limit (raising it needs
+# CAP_SYS_RESOURCE, which a container may not grant).
+ulimit -n 262144 2>/dev/null || ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 FD_LIMIT=$(ulimit -n)
+IDLE50K_TUNNELS=$(( (FD_LIMIT - FD_RESERVE) / 2 ))
+if (( IDLE50K_TUNNELS > IDLE50K_GOAL )); then IDLE50K_TUNNELS=$IDLE50K_GOAL; fi
 if (( FD_LIMIT < 4 * IDLE_TUNNELS )); then
     echo "run.sh: open-file limit $FD_LIMIT is below $((4 * IDLE_TUNNELS)); raise the hard limit" >&2
     exit 1
@@ -165,12 +180,14 @@ fi
 
 # --- the target -----------------------------------------------------------------------------
 
-"$LOADGEN" serve --max-seconds 900 > "$WORK/serve.out" 2> "$WORK/serve.err" &
+"$LOADGEN" serve --max-seconds 900 --echo-ports "$IDLE50K_ECHO_PORTS" > "$WORK/serve.out" 2> "$WORK/serve.err" &
 STARTED_PIDS+=($!)
 SERVE_PID=$!
 for _ in $(seq 1 100); do [[ -s $WORK/serve.out ]] && break; sleep 0.05; done
 read -r ECHO_PORT SINK_PORT < <(sed -n 's/^echo=\([0-9]*\) sink=\([0-9]*\)$/\1 \2/p' "$WORK/serve.out")
-[[ -n ${SINK_PORT:-} ]] || { echo "run.sh: the target did not start: $(cat "$WORK/serve.err")" >&2; exit 1; }
+for _ in $(seq 1 100); do grep -q '^echo_ports=' "$WORK/serve.out" && break; sleep 0.05; done
+ECHO_PORTS=$(sed -n 's/^echo_ports=\([0-9,]*\)$/\1/p' "$WORK/serve.out")
+[[ -n ${SINK_PORT:-} && -n ${ECHO_PORTS:-} ]] || { echo "run.sh: the target did not start: $(cat "$WORK/serve.err")" >&2; exit 1; }
 log "target: echo 127.0.0.1:$ECHO_PORT, sink 127.0.0.1:$SINK_PORT"
 
 # --- proxies --------------------------------------------------------------------------------
@@ -178,7 +195,7 @@ log "target: echo 127.0.0.1:$ECHO_PORT, sink 127.0.0.1:$SINK_PORT"
 fill_template() {   # fill_template TEMPLATE OUTPUT DIR [NAME=VALUE...]
     local template=$1 output=$2 dir=$3
     shift 3
-    local script="s|@DIR@|$dir|g; s|@ECHO_PORT@|$ECHO_PORT|g; s|@SINK_PORT@|$SINK_PORT|g; s|@MAX_FD@|$FD_LIMIT|g"
+    local script="s|@DIR@|$dir|g; s|@ECHO_PORT@|$ECHO_PORT|g; s|@SINK_PORT@|$SINK_PORT|g; s|@ECHO_PORTS@|$ECHO_PORTS|g; s|@MAX_FD@|$FD_LIMIT|g"
     local pair
     for pair in "$@"; do script+="; s|@${pair%%=*}@|${pair#*=}|g"; done
     sed "$script" "$REPO/bench/$template" > "$output"
@@ -305,6 +322,14 @@ run_phases() {
     fi
 }
 
+# run_idle50k LABEL TARGET_HOST: on a proxy started for this phase alone, so that its RSS before
+# is a fresh process's and not a heap that earlier phases grew and freed.
+run_idle50k() {
+    measure "$1" idle50k idle --proxy "127.0.0.1:$PROXY_PORT" --target "$2:$ECHO_PORTS" \
+        --sources "$IDLE50K_SOURCES" --watch-pid "$PROXY_PID" --tunnels "$IDLE50K_TUNNELS" --settle-seconds 1 \
+        --open-seconds "$IDLE50K_OPEN_SECONDS"
+}
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "direct"
@@ -315,6 +340,9 @@ start_egressgate egressgate 0
 EG_WORKERS=$(sed -n 's/.*listening on .*(\([0-9]*\) workers\{0,1\}).*/\1/p' "$WORK/egressgate/stderr.log" | head -n1)
 run_phases egressgate target.bench.internal
 stop_proxy
+start_egressgate egressgate-idle50k 0
+run_idle50k egressgate target.bench.internal
+stop_proxy
 
 log "egressgate (workers = 1)"
 start_egressgate egressgate-1w 1
@@ -324,6 +352,9 @@ stop_proxy
 log "bare relay (one thread per core)"
 start_relay "$(nproc)"
 run_phases relay target.bench.internal
+stop_proxy
+start_relay "$(nproc)"
+run_idle50k relay target.bench.internal
 stop_proxy
 
 log "squid"
@@ -356,7 +387,8 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
 
 - Machine: $(nproc) CPUs ($CPU_MODEL), Linux $(uname -r), load average before the run: $LOAD_BEFORE.
   The load generator (one thread) and the target (one thread) share these CPUs with the proxy.
-- Open-file limit of every process: $FD_LIMIT (\`ulimit -n\`; the script asks for 65536).
+- Open-file limit of every process: $FD_LIMIT (\`ulimit -n\`; the script asks for 262144).
+- idle50k: $IDLE50K_TUNNELS tunnels asked for (the goal is 50,000$([[ $QUICK == 1 ]] && echo '; --quick asks for 5,000')$( (( IDLE50K_TUNNELS < IDLE50K_GOAL )) && echo "; the open-file limit holds no more: two descriptors per tunnel in the proxy")), from $IDLE50K_SOURCES client addresses to $IDLE50K_ECHO_PORTS target ports; egressgate (one worker per core) and the bare relay only.
 - egressgate (build/egressgate, tree at $EG_VERSION): \`workers = 0\` ran ${EG_WORKERS:-?} workers (one per
   core); the "1 worker" column is \`workers = 1\`, for a per-core comparison with Squid.
 - bare relay (bench/egb_relay.cpp, $(nproc) threads): a CONNECT relay with no policy, DNS, deadlines
@@ -372,6 +404,6 @@ if [[ $QUICK == 0 ]]; then OUT_ARGS=(--out "$REPO/docs/performance-results.md");
 echo
 "$LOADGEN" report --results "$RESULTS" --preamble "$PREAMBLE" \
     --columns "direct:direct,relay:bare relay,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
-    --squid squid --direct direct --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
+    --squid squid --direct direct --relay relay --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
 if [[ $QUICK == 0 ]]; then log "written to docs/performance-results.md"; else log "--quick: docs/ left alone"; fi
 log "done in ${ELAPSED} s"

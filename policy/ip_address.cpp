@@ -114,9 +114,33 @@ IpAddress IpAddress::unmapped() const {
                bytes_[kMappedV4Offset + 3]});
 }
 
+namespace {
+
+// Octets of a dotted quad, each 0..255.
+constexpr int kIpv4Octets = 4;
+
+void append_octet(std::string& out, std::uint8_t octet) {
+    if (octet >= 100) out.push_back(static_cast<char>('0' + octet / 100));
+    if (octet >= 10) out.push_back(static_cast<char>('0' + octet / 10 % 10));
+    out.push_back(static_cast<char>('0' + octet % 10));
+}
+
+}  // namespace
+
+// IPv4 by hand: glibc's inet_ntop formats it through sprintf, and every connection formats two
+// addresses (the client's and the upstream's, for its audit record).
 std::string IpAddress::to_string() const {
+    if (is_v4_) {
+        std::string text;
+        text.reserve(INET_ADDRSTRLEN);
+        for (int i = 0; i < kIpv4Octets; ++i) {
+            if (i > 0) text.push_back('.');
+            append_octet(text, bytes_[static_cast<std::size_t>(i)]);
+        }
+        return text;
+    }
     char text[INET6_ADDRSTRLEN] = {};
-    inet_ntop(is_v4_ ? AF_INET : AF_INET6, bytes_.data(), text, sizeof text);
+    inet_ntop(AF_INET6, bytes_.data(), text, sizeof text);
     return text;
 }
 

@@ -32,8 +32,7 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
       record_(std::move(record)),
       client_ip_(client_ip),
       admission_(admission),
-      dialer_(worker.resolver, worker.source_turn),
-      dial_watch_(client_.socket().get_executor()) {}
+      dialer_(worker.resolver, worker.source_turn) {}
 
 ClientSession::~ClientSession() = default;
 
@@ -60,23 +59,31 @@ awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSessio
     }
     phase_ = Phase::reading_head;
     const bool have_head = co_await read_request_head();
-    if (have_head) co_await dispatch(parser_.head());
+    if (have_head) co_await dispatch(parser_->head());
     finish();
 }
 
 // Over a limit: refused once the head is in. Otherwise the head says which path serves it.
+// Not a coroutine itself: it hands back the path's coroutine, so that an idle tunnel does not
+// keep a suspended frame of this step too.
 awaitable<void> ClientSession::dispatch(const http::MessageHead& head) {
     record_.method = head.method;
     if (admission_) {
         record_.host = head.target.substr(0, kMaxAuditedTargetBytes);
-        co_await reject(http::Refusal(*admission_));
-        co_return;
+        return refuse_over_limit();
     }
-    if (head.is_connect()) {
-        TunnelSession tunnel(*this);
-        co_await tunnel.run(head);
-        co_return;
-    }
+    if (head.is_connect()) return serve_tunnel(head);
+    return serve_forward();
+}
+
+awaitable<void> ClientSession::refuse_over_limit() { co_await reject(http::Refusal(*admission_)); }
+
+awaitable<void> ClientSession::serve_tunnel(const http::MessageHead& head) {
+    TunnelSession tunnel(*this);
+    co_await tunnel.run(head);
+}
+
+awaitable<void> ClientSession::serve_forward() {
     ForwardSession forward(*this);
     co_await forward.run();
 }
@@ -86,13 +93,13 @@ awaitable<void> ClientSession::dispatch(const http::MessageHead& head) {
 // progress: each step consumed bytes, moved to the next message, or asks for a read.
 awaitable<bool> ClientSession::read_request_head() {
     for (;;) {
-        const auto status = parser_.feed(pipelined_);
-        pipelined_.erase(0, parser_.consumed());
+        const auto status = parser_->feed(pipelined_);
+        pipelined_.erase(0, parser_->consumed());
         switch (status) {
         case http::MessageParser::Status::head_complete: co_return true;
         case http::MessageParser::Status::message_complete: continue;  // the previous request's end
         case http::MessageParser::Status::error:
-            co_await reject(http::Refusal(parser_.failure(), parser_.error_detail()));
+            co_await reject(http::Refusal(parser_->failure(), parser_->error_detail()));
             co_return false;
         case http::MessageParser::Status::need_more: break;
         }
@@ -119,7 +126,8 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
     watching_client_ = !client_.is_tls();
     if (watching_client_) {
         // The watch holds the session: should the dial below throw, the watch still has it.
-        dial_watch_.spawn(watch_client_during_dial(shared_from_this()),
+        dial_watch_ = std::make_unique<TaskGroup>(client_.get_executor());
+        dial_watch_->spawn(watch_client_during_dial(shared_from_this()),
                           [this](std::exception_ptr e) { end_after_exception(e); });
     }
     enter(Phase::resolving, config_->dns.timeout);
@@ -132,7 +140,10 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
         if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
     }
     stop_watching_client();
-    co_await dial_watch_.wait();
+    if (dial_watch_) {
+        co_await dial_watch_->wait();
+        dial_watch_.reset();
+    }
     if (client_left_) {
         // Nobody is left to answer: the upstream leg (if it got that far) goes too.
         end_with(*client_left_);
@@ -186,7 +197,7 @@ awaitable<void> ClientSession::watch_client_during_dial([[maybe_unused]] std::sh
 
 void ClientSession::stop_watching_client() {
     watching_client_ = false;
-    if (dial_watch_.running() > 0) {
+    if (dial_watch_ && dial_watch_->running() > 0) {
         error_code ignored;
         client_.socket().cancel(ignored);
     }

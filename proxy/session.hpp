@@ -77,7 +77,7 @@ public:
     ClientStream& client() { return client_; }
     tcp::socket& upstream() { return upstream_; }
     audit::Record& record() { return record_; }
-    http::MessageParser& parser() { return parser_; }
+    http::MessageParser& parser() { return *parser_; }
     // Client bytes read and not yet parsed or forwarded.
     std::string& pipelined() { return pipelined_; }
     std::chrono::steady_clock::time_point& last_activity() { return last_activity_; }
@@ -108,10 +108,17 @@ public:
     void begin_request();
     // Drops the session's own 4 KiB head buffer once a plain tunnel no longer needs it.
     void release_head_buffer() { head_chunk_.reset(); }
+    // A tunnel reads no more requests: its parser (llhttp state, the head's strings) goes, so
+    // that an idle tunnel does not hold them for hours.
+    void release_request_parser() { parser_.reset(); }
 
 private:
     awaitable<void> run(std::shared_ptr<ClientSession> self);
     awaitable<void> dispatch(const http::MessageHead& head);
+    // One coroutine per path, so that a tunnel's frame does not hold a ForwardSession too.
+    awaitable<void> serve_tunnel(const http::MessageHead& head);
+    awaitable<void> serve_forward();
+    awaitable<void> refuse_over_limit();
     awaitable<void> watch_client_during_dial(std::shared_ptr<ClientSession> self);
     void stop_watching_client();
     awaitable<void> refuse_dial(const ConnectResult& result);
@@ -135,7 +142,7 @@ private:
     policy::IpAddress client_ip_;
     std::optional<http::Failure> admission_;
     Dialer dialer_;
-    http::MessageParser parser_;
+    std::unique_ptr<http::MessageParser> parser_ = std::make_unique<http::MessageParser>();
     std::string pipelined_;
     std::unique_ptr<char[]> head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
 
@@ -153,7 +160,8 @@ private:
     // The client watch while dialing.
     bool watching_client_ = false;
     std::optional<audit::CloseReason> client_left_;
-    TaskGroup dial_watch_;
+    // Only while dialing (a timer and an executor): a tunnel that relays for hours holds none.
+    std::unique_ptr<TaskGroup> dial_watch_;
 };
 
 }  // namespace egressgate::proxy

@@ -27,6 +27,19 @@ public:
         });
     }
 
+    // A task with a result: `on_result` receives it when the task ends without throwing.
+    template <typename T>
+    void spawn(awaitable<T> task, std::function<void(T)> on_result, std::function<void(std::exception_ptr)> on_exception) {
+        ++running_;
+        asio::co_spawn(executor_, std::move(task),
+                       [this, on_result = std::move(on_result), on_exception = std::move(on_exception)](
+                           std::exception_ptr e, T result) {
+                           if (e) on_exception(e);
+                           else on_result(std::move(result));
+                           if (--running_ == 0) all_ended_.cancel();
+                       });
+    }
+
     // The timer only carries the wake-up; the count decides, so a task that ends before the
     // wait begins is not missed.
     awaitable<void> wait() {

@@ -25,13 +25,22 @@ policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {
 TunnelSession::TunnelSession(ClientSession& session)
     : session_(session), up_pipe_(session.worker().pipes), down_pipe_(session.worker().pipes) {}
 
+// The steps before relaying run in a coroutine of their own: its frame (the target, the
+// decision and their strings) is gone before the tunnel settles down to relay for hours.
 awaitable<void> TunnelSession::run(const http::MessageHead& head) {
+    const bool opened = co_await establish(head);
+    if (opened) co_await relay();
+}
+
+// Decides, dials, answers 200 and sends what the client pipelined. False: refused or failed
+// (answered and recorded).
+awaitable<bool> TunnelSession::establish(const http::MessageHead& head) {
     auto& record = session_.record();
     const auto target = policy::parse_authority(head.target);
     if (!target) {
         record.host = head.target.substr(0, kMaxAuditedTargetBytes);
         co_await session_.reject(http::Refusal(http::Failure::invalid_host, "CONNECT needs host:port"));
-        co_return;
+        co_return false;
     }
     record.host = target->host;
     record.port = target->port;
@@ -39,12 +48,12 @@ awaitable<void> TunnelSession::run(const http::MessageHead& head) {
     session_.record_decision(decision);
     if (!decision.permits()) {
         co_await session_.reject(http::Refusal::denied(decision));
-        co_return;
+        co_return false;
     }
     const bool connected = co_await session_.dial(*target, decision);
-    if (!connected) co_return;
+    if (!connected) co_return false;
     const bool opened = co_await open(*target);
-    if (opened) co_await relay();
+    co_return opened;
 }
 
 // Answers 200, judges the first bytes where the policy asks for it, and sends what the client
@@ -126,7 +135,9 @@ awaitable<bool> TunnelSession::forward_pipelined() {
     co_return true;
 }
 
-// Two one-way pumps; the tunnel is over when both have ended.
+// Two one-way pumps; the tunnel is over when both have ended. The upstream direction runs as a
+// task of its own, the downstream one on this coroutine: an idle tunnel holds one spawned
+// coroutine, not two, and each direction's frame is the pump's own (transfer() is no coroutine).
 awaitable<void> TunnelSession::relay() {
     // A TLS client's bytes must pass through OpenSSL; a plain one's go by splice or through the
     // pumps' message buffers, and the session's own read buffer is no longer needed.
@@ -135,60 +146,60 @@ awaitable<void> TunnelSession::relay() {
     } else {
         session_.release_head_buffer();
     }
+    session_.release_request_parser();
     TaskGroup pumps(session_.client().get_executor());
-    const auto on_exception = [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); };
-    pumps.spawn(pump(Direction::up), on_exception);
-    pumps.spawn(pump(Direction::down), on_exception);
+    pumps.spawn<PumpEnd>(
+        transfer(Direction::up), [this, &pumps](PumpEnd end) { on_pump_end(Direction::up, end, pumps); },
+        [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); });
+    // A throwing pump is a bug; the other pump still refers to this tunnel, so it is waited for.
+    bool failed = false;
+    try {
+        const PumpEnd end = co_await transfer(Direction::down);
+        on_pump_end(Direction::down, end, pumps);
+    } catch (...) {
+        failed = true;
+    }
+    if (failed) session_.reset_both(CloseReason::internal_error);
     co_await pumps.wait();
 }
 
-awaitable<void> TunnelSession::pump(Direction direction) {
+awaitable<PumpEnd> TunnelSession::transfer(Direction direction) {
     const bool up = direction == Direction::up;
     auto& client = session_.client();
     auto& upstream = session_.upstream();
     auto& record = session_.record();
     auto& activity = session_.last_activity();
-    PumpEnd end;  // no co_await inside ?: (see asio.hpp)
     if (!client.is_tls()) {
-        if (up) {
-            end = co_await splice_pump(client.socket(), upstream, up_pipe_, up_message_, record.bytes_up, activity);
-        } else {
-            end = co_await splice_pump(upstream, client.socket(), down_pipe_, down_message_, record.bytes_down, activity);
-        }
-    } else {
-        std::span<char> buffer(tls_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
-        if (up) {
-            end = co_await proxy::pump(client, upstream, buffer, record.bytes_up, activity);
-        } else {
-            end = co_await proxy::pump(upstream, client, buffer, record.bytes_down, activity);
-        }
+        if (up) return splice_pump(client.socket(), upstream, up_pipe_, up_message_, record.bytes_up, activity);
+        return splice_pump(upstream, client.socket(), down_pipe_, down_message_, record.bytes_down, activity);
     }
-    if (end == PumpEnd::eof) co_await pass_on_eof(direction);
-    on_pump_end(direction, end);
+    std::span<char> buffer(tls_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
+    if (up) return proxy::pump(client, upstream, buffer, record.bytes_up, activity);
+    return proxy::pump(upstream, client, buffer, record.bytes_down, activity);
 }
 
-awaitable<void> TunnelSession::pass_on_eof(Direction direction) {
-    if (direction == Direction::down) {
-        upstream_ended_ = true;
-        if (fin_hold_) fin_hold_->cancel();  // the server closed first: the client's FIN may follow
-        end_sending(session_.client());
-        co_return;
-    }
-    if (carries_tls_ && !upstream_ended_) {
-        fin_hold_ = std::make_unique<asio::steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
-        error_code ignored;
-        co_await fin_hold_->async_wait(with_error(ignored));
-        fin_hold_.reset();
-    }
-    end_sending(session_.upstream());
-}
-
-// EOF ends only its own direction (the pump shut the sink's sending side). A failure on either
-// side is passed on to the other as a reset, so that neither peer mistakes a broken tunnel for
-// a complete one.
-void TunnelSession::on_pump_end(Direction direction, PumpEnd end) {
+// EOF ends only its own direction: the sink's sending side is shut, the client's FIN on a TLS
+// tunnel after the server's (hold_client_fin). A failure on either side is passed on to the other
+// as a reset, so that neither peer mistakes a broken tunnel for a complete one.
+void TunnelSession::on_pump_end(Direction direction, PumpEnd end, TaskGroup& pumps) {
     const bool up = direction == Direction::up;
-    if (end != PumpEnd::eof && fin_hold_) fin_hold_->cancel();  // both sides are reset: nothing to wait for
+    if (end == PumpEnd::eof && !up) {
+        upstream_ended_ = true;
+        if (fin_hold_) fin_hold_->cancel();  // the server closed first: the client's FIN follows now
+        end_sending(session_.client());
+        return;
+    }
+    if (end == PumpEnd::eof) {
+        if (!carries_tls_ || upstream_ended_) {
+            end_sending(session_.upstream());
+            return;
+        }
+        // Spawned from the ending pump's completion, so the group still counts it: relay()'s
+        // wait covers the hold too.
+        pumps.spawn(hold_client_fin(), [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); });
+        return;
+    }
+    if (fin_hold_) fin_hold_->cancel();  // both sides are reset: nothing is left to wait for
     switch (end) {
     case PumpEnd::eof: return;
     case PumpEnd::source_failed:
@@ -199,6 +210,14 @@ void TunnelSession::on_pump_end(Direction direction, PumpEnd end) {
         return;
     case PumpEnd::resource_exhausted: session_.reset_both(CloseReason::resource_exhausted); return;
     }
+}
+
+awaitable<void> TunnelSession::hold_client_fin() {
+    fin_hold_ = std::make_unique<asio::steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
+    error_code ignored;  // expired, or cancelled because the server closed or the tunnel failed
+    co_await fin_hold_->async_wait(with_error(ignored));
+    fin_hold_.reset();
+    end_sending(session_.upstream());
 }
 
 }  // namespace egressgate::proxy

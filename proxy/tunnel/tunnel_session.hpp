@@ -15,6 +15,7 @@
 namespace egressgate::proxy {
 
 class ClientSession;
+class TaskGroup;
 
 // How long a TLS tunnel holds its client's FIN for the server to close first. A TLS client that
 // closes says so in a close_notify before its FIN, and HTTPS servers answer it by closing their
@@ -32,15 +33,18 @@ public:
 private:
     enum class Direction { up, down };
 
+    awaitable<bool> establish(const http::MessageHead& head);
     awaitable<bool> open(const policy::Target& target);
     awaitable<bool> inspect_start(const policy::Target& target);
     awaitable<bool> forward_pipelined();
     awaitable<void> relay();
-    awaitable<void> pump(Direction direction);
-    // The source of `direction` ended cleanly: shut the sink's sending side, the client's FIN
-    // after kUpstreamCloseGrace's wait for the server's where the tunnel carries TLS.
-    awaitable<void> pass_on_eof(Direction direction);
-    void on_pump_end(Direction direction, PumpEnd end);
+    // The pump of one direction, not started yet (a plain function: no frame of its own).
+    awaitable<PumpEnd> transfer(Direction direction);
+    // A clean end shuts the sink's sending side (see hold_client_fin); a failure resets both.
+    void on_pump_end(Direction direction, PumpEnd end, TaskGroup& pumps);
+    // The client's FIN on a TLS tunnel: passed on once the server has closed, or after
+    // kUpstreamCloseGrace. A task of the tunnel's pumps, only while it waits.
+    awaitable<void> hold_client_fin();
 
     ClientSession& session_;
     // Plain-TCP tunnels move bytes with splice(2), small reads by copy (not zeroed); a TLS

@@ -30,6 +30,8 @@ TEST_CASE("IpAddress::parse accepts canonical text and prints it canonically", "
         {"dotted quad", "20.60.1.2", true, "20.60.1.2"},
         {"zero octets", "0.0.0.0", true, "0.0.0.0"},
         {"max octets", "255.255.255.255", true, "255.255.255.255"},
+        {"one, two and three digits", "1.22.103.9", true, "1.22.103.9"},
+        {"a ten and a hundred", "10.100.200.250", true, "10.100.200.250"},
         {"v6 loopback", "::1", false, "::1"},
         {"v6 upper case", "FE80::ABCD", false, "fe80::abcd"},
         {"v6 uncompressed", "2001:0db8:0000:0000:0000:0000:0000:0001", false, "2001:db8::1"},
