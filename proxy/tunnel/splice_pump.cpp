@@ -97,10 +97,18 @@ ssize_t splice_once(int from, int to, std::size_t length) {
     }
 }
 
+// One recv(2), retried on EINTR. Returns bytes read, 0 at EOF, -1 with errno otherwise.
+ssize_t recv_once(int from, std::span<char> into) {
+    for (;;) {
+        const ssize_t n = ::recv(from, into.data(), into.size(), MSG_DONTWAIT);
+        if (n >= 0 || errno != EINTR) return n;
+    }
+}
+
 // Sends what the socket takes now: the bytes sent, or kSendFailed when the peer is gone.
 std::size_t send_once(int to, std::span<const char> bytes) {
     for (;;) {
-        const ssize_t n = ::send(to, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        const ssize_t n = ::send(to, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0) return static_cast<std::size_t>(n);
         if (errno == EAGAIN) return 0;
         if (errno != EINTR) return kSendFailed;
@@ -109,7 +117,7 @@ std::size_t send_once(int to, std::span<const char> bytes) {
 
 // What a direction moves its bytes with now.
 enum class Mode {
-    messages,  // small reads by copy through the 512-byte message buffer
+    messages,  // small reads by copy through the worker's 512-byte message buffer
     splicing,  // a stream: source -> pipe -> sink, never through user space
     copying,   // a stream without a pipe: by copy through kCopyFallbackBytes
 };
@@ -141,14 +149,33 @@ bool fall_back_to_copying(std::unique_ptr<char[]>& copy_buffer, int error) {
     return true;
 }
 
+// The part of a message the sink did not take at once: copied out of the worker's buffer before
+// the wait, so that the worker's other tunnels can use the buffer meanwhile. Nothing: all sent.
+awaitable<std::optional<PumpEnd>> send_rest(tcp::socket& sink, std::span<const char> rest, std::uint64_t& bytes) {
+    std::unique_ptr<char[]> copy(new (std::nothrow) char[rest.size()]);
+    if (!copy) co_return PumpEnd::resource_exhausted;
+    std::memcpy(copy.get(), rest.data(), rest.size());
+    std::span<const char> unsent(copy.get(), rest.size());
+    while (!unsent.empty()) {
+        error_code ec;
+        co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));  // backpressure
+        if (ec) co_return PumpEnd::sink_failed;
+        const std::size_t sent = send_once(sink.native_handle(), unsent);
+        if (sent == kSendFailed) co_return PumpEnd::sink_failed;
+        bytes += sent;
+        unsent = unsent.subspan(sent);
+    }
+    co_return std::nullopt;
+}
+
 }  // namespace
 
 // One coroutine frame per direction, with every wait in it: an idle tunnel's two directions
 // each hold this frame and nothing more.
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message,
-                               std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity) {
-    // Both sockets are already non-blocking: Asio made them so for the reads and the connect
-    // that came before.
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
+                               std::chrono::steady_clock::time_point& last_activity) {
+    // Both sockets are already non-blocking (Asio made them so for the reads and the connect
+    // that came before), which splice(2) needs; recv and send say MSG_DONTWAIT all the same.
     Mode mode = Mode::messages;
     std::unique_ptr<char[]> copy_buffer;
     for (;;) {
@@ -189,10 +216,34 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
             last_activity = std::chrono::steady_clock::now();
             continue;
         }
-        // By copy. Asio tries the read at once and waits only if it would block, without the
-        // epoll_ctl that a readiness wait costs: messages are cheapest this way.
-        const std::span<char> buffer = mode == Mode::messages ? message : std::span(copy_buffer.get(), kCopyFallbackBytes);
         pipe.release();
+        if (mode == Mode::messages) {
+            // Read what is there; wait only when nothing is (a readiness wait after EAGAIN costs
+            // no epoll_ctl: Asio registered the socket for input once).
+            const std::span<char> buffer = pipe.message_buffer();
+            const ssize_t got = recv_once(source.native_handle(), buffer);
+            if (got < 0 && errno == EAGAIN) {
+                co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
+                if (ec) co_return PumpEnd::source_failed;
+                continue;
+            }
+            if (got == 0) co_return PumpEnd::eof;
+            if (got < 0) co_return PumpEnd::source_failed;
+            last_activity = std::chrono::steady_clock::now();
+            const std::span<const char> message = buffer.first(static_cast<std::size_t>(got));
+            const std::size_t sent = send_once(sink.native_handle(), message);
+            if (sent == kSendFailed) co_return PumpEnd::sink_failed;
+            bytes += sent;
+            if (sent < message.size()) {
+                if (const auto end = co_await send_rest(sink, message.subspan(sent), bytes)) co_return *end;
+            }
+            last_activity = std::chrono::steady_clock::now();
+            if (static_cast<std::size_t>(got) == buffer.size()) mode = Mode::splicing;  // a full read: a stream
+            continue;
+        }
+        // Copying: a stream without a pipe, through its own buffer. Asio tries the read at once
+        // and waits only if it would block.
+        const std::span<char> buffer(copy_buffer.get(), kCopyFallbackBytes);
         const std::size_t got = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
         if (got == 0) {
             if (!is_end_of_stream(ec)) co_return PumpEnd::source_failed;
@@ -210,7 +261,6 @@ awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePip
             if (ec) co_return PumpEnd::sink_failed;
         }
         last_activity = std::chrono::steady_clock::now();
-        if (mode == Mode::messages && got == buffer.size()) mode = Mode::splicing;  // a full read: a stream
     }
 }
 

@@ -2,6 +2,7 @@
 // A tunnel direction between two TCP sockets that never copies bytes into user space: splice(2)
 // moves them from the source socket into a pipe and from the pipe into the sink. Used once no
 // inspection is left (after the SNI check), when neither side is TLS-terminated here.
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -16,6 +17,16 @@ namespace egressgate::proxy {
 // Bytes asked of one splice(2) from the source: the default pipe capacity, so a direction holds at
 // most this much in flight (backpressure, as with the buffered pump).
 inline constexpr std::size_t kSpliceChunkBytes = 64 * 1024;
+
+// Bytes a direction reads by copy while it looks like messages (requests, TLS handshakes, agent
+// chatter, echoes): one read and one send cost less than two splices and a readiness wait. A
+// direction whose read fills this buffer is a stream and moves to splice for good. The buffer
+// is the worker's (PipePool::message_buffer), shared by all its tunnels: bytes stay in it only
+// between a recv and the send right after, never across a wait, so an idle tunnel holds none.
+inline constexpr std::size_t kMessageChunkBytes = 512;
+// When no pipe can be had (descriptors exhausted), a streaming direction copies through a buffer
+// of this size instead, allocated then and freed with the tunnel.
+inline constexpr std::size_t kCopyFallbackBytes = 16 * 1024;
 
 // Empty pipes kept by a worker for the next tunnel: a short tunnel then costs no pipe2() and no
 // close() calls. Bounded by kMaxPooledPipes; touched only on the worker's thread.
@@ -37,9 +48,12 @@ public:
     // false: out of descriptors (errno says why). full_size: the pipe holds kSpliceChunkBytes.
     bool acquire(int& read_fd, int& write_fd, bool& full_size);
     void release(int read_fd, int write_fd, bool full_size);  // the pipe must be empty
+    // The worker's buffer for reads by copy (kMessageChunkBytes): free again before any wait.
+    std::span<char> message_buffer() { return message_buffer_; }
 
 private:
     std::vector<std::pair<int, int>> pipes_;
+    std::array<char, kMessageChunkBytes> message_buffer_;
 };
 
 // A direction's pipe, taken from the worker's pool while bytes are in flight.
@@ -51,6 +65,7 @@ public:
     SplicePipe& operator=(const SplicePipe&) = delete;
 
     bool open() { return pool_.acquire(read_fd_, write_fd_, full_size_); }
+    std::span<char> message_buffer() { return pool_.message_buffer(); }
     // Gives an empty pipe back while the direction waits for its source: idle tunnels hold none.
     void release();
     bool is_open() const { return read_fd_ >= 0; }
@@ -66,19 +81,10 @@ private:
     bool full_size_ = false;
 };
 
-// Bytes a direction reads by copy while it looks like messages (requests, TLS handshakes, agent
-// chatter, echoes): one read and one send cost less than two splices and a readiness wait. A
-// direction whose read fills this buffer is a stream and moves to splice for good. Small, as
-// every tunnel holds two.
-inline constexpr std::size_t kMessageChunkBytes = 512;
-// When no pipe can be had (descriptors exhausted), a streaming direction copies through a buffer
-// of this size instead, allocated then and freed with the tunnel.
-inline constexpr std::size_t kCopyFallbackBytes = 16 * 1024;
-
 // Moves bytes from source to sink until EOF or a failure: messages by copy, streams by splice,
 // and by copy again when the worker cannot get a pipe. Backpressure throughout: nothing more is
 // read until what was read has been written.
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::span<char> message,
-                               std::uint64_t& bytes, std::chrono::steady_clock::time_point& last_activity);
+awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
+                               std::chrono::steady_clock::time_point& last_activity);
 
 }  // namespace egressgate::proxy

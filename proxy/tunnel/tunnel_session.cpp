@@ -170,8 +170,8 @@ awaitable<PumpEnd> TunnelSession::transfer(Direction direction) {
     auto& record = session_.record();
     auto& activity = session_.last_activity();
     if (!client.is_tls()) {
-        if (up) return splice_pump(client.socket(), upstream, up_pipe_, up_message_, record.bytes_up, activity);
-        return splice_pump(upstream, client.socket(), down_pipe_, down_message_, record.bytes_down, activity);
+        if (up) return splice_pump(client.socket(), upstream, up_pipe_, record.bytes_up, activity);
+        return splice_pump(upstream, client.socket(), down_pipe_, record.bytes_down, activity);
     }
     std::span<char> buffer(tls_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
     if (up) return proxy::pump(client, upstream, buffer, record.bytes_up, activity);

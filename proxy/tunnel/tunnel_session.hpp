@@ -47,12 +47,10 @@ private:
     awaitable<void> hold_client_fin();
 
     ClientSession& session_;
-    // Plain-TCP tunnels move bytes with splice(2), small reads by copy (not zeroed); a TLS
-    // client's bytes pass through OpenSSL and a pair of buffers.
+    // Plain-TCP tunnels move bytes with splice(2), small reads by copy through the worker's
+    // message buffer; a TLS client's bytes pass through OpenSSL and a pair of buffers.
     SplicePipe up_pipe_;
     SplicePipe down_pipe_;
-    std::array<char, kMessageChunkBytes> up_message_;
-    std::array<char, kMessageChunkBytes> down_message_;
     std::unique_ptr<char[]> tls_buffers_;  // two kTunnelBufferBytes halves: up, down
     bool carries_tls_ = false;             // the first bytes were a complete ClientHello
     bool upstream_ended_ = false;          // the down direction is over

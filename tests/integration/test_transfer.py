@@ -1,13 +1,16 @@
 """The tunnel relay: large transfers intact both ways, half-close in either direction, resets."""
 
+import hashlib
 import os
 import socket
 import struct
+import time
 import unittest
+from pathlib import Path
 
 from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, Upstream, base_config,
                      duplex_stream, echo_server, open_tunnel, recv_exactly, recv_until_eof,
-                     sink_source_handler, wait_closed)
+                     require_isolated_network, sink_source_handler, wait_closed)
 
 MiB = 1024 * 1024
 BIG = 64 * MiB
@@ -40,6 +43,37 @@ def reset_after_first_bytes(conn: socket.socket) -> bytes:
     return data  # _serve closes the socket: RST
 
 
+# Small writes, each read by the proxy on its own (a message, under 512 bytes), toward a client
+# that does not read until they are all sent: the proxy's sends to it come up short and it must
+# keep the rest of each message until the client reads again.
+SMALL_WRITE = 400
+SMALL_WRITES = 1500            # 600 KB: more than the client's and the proxy's socket buffers hold
+SMALL_WRITE_PAUSE = 0.0005     # seconds between writes, so that the proxy reads them one by one
+SMALL_WRITES_BOUND = 30.0      # seconds for the whole run
+CLIENT_RCVBUF = 4096
+# The kernel would let the proxy's socket toward the client grow to megabytes (net.ipv4.tcp_wmem,
+# a per-namespace sysctl), which would swallow every write whole: this test's namespace shrinks it.
+TCP_WMEM = Path("/proc/sys/net/ipv4/tcp_wmem")
+SMALL_SEND_BUFFERS = "4096 8192 16384"
+
+
+def small_writes(conn: socket.socket) -> str:
+    """Upstream that sends SMALL_WRITES chunks of SMALL_WRITE bytes, then closes; returns the
+    sha256 of what it sent."""
+    digest = hashlib.sha256()
+    deadline = time.monotonic() + SMALL_WRITES_BOUND
+    for index in range(SMALL_WRITES):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{index} of {SMALL_WRITES} small writes in {SMALL_WRITES_BOUND} s")
+        chunk = bytes([index % 251]) * SMALL_WRITE
+        conn.sendall(chunk)
+        digest.update(chunk)
+        time.sleep(SMALL_WRITE_PAUSE)
+    conn.shutdown(socket.SHUT_WR)
+    recv_until_eof(conn)
+    return digest.hexdigest()
+
+
 def abort(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -54,8 +88,9 @@ class TransferTest(ProxyTestCase):
         cls.upstream_half_close = cls.close_after_class(Upstream(greet_then_read))
         cls.echo = cls.close_after_class(echo_server())
         cls.resetting = cls.close_after_class(Upstream(reset_after_first_bytes))
+        cls.small = cls.close_after_class(Upstream(small_writes))
         upstreams = [cls.big, cls.client_half_close, cls.upstream_half_close, cls.echo,
-                     cls.resetting]
+                     cls.resetting, cls.small]
         config = base_config(workdir, ports=[u.port for u in upstreams])
         cls.proxy = cls.start_proxy(config, workdir)
 
@@ -85,6 +120,28 @@ class TransferTest(ProxyTestCase):
         self.assertEqual(record["bytes_up"], BIG, record)
         self.assertEqual(record["bytes_down"], BIG, record)
         self.assertEqual(record["close_reason"], "completed", record)
+
+    def test_small_writes_to_a_client_that_reads_late_arrive_whole_and_in_order(self):
+        require_isolated_network(self)  # the sysctl below must change this namespace only
+        saved = TCP_WMEM.read_text()
+        self.addCleanup(TCP_WMEM.write_text, saved)
+        TCP_WMEM.write_text(SMALL_SEND_BUFFERS + "\n")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+            sock.settimeout(SMALL_WRITES_BOUND)
+            sock.connect(("127.0.0.1", self.proxy.port))
+            sock.sendall(f"CONNECT {STORAGE_NAME}:{self.small.port} HTTP/1.1\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            # Not reading while the upstream writes: the proxy's socket toward us fills up.
+            time.sleep(SMALL_WRITES * SMALL_WRITE_PAUSE * 2)
+            sock.shutdown(socket.SHUT_WR)
+            received = recv_until_eof(sock, timeout=SMALL_WRITES_BOUND)
+        self.assertEqual(len(received), SMALL_WRITE * SMALL_WRITES)
+        self.assertEqual(hashlib.sha256(received).hexdigest(), self.small.take(SMALL_WRITES_BOUND))
 
     def test_client_half_close_reaches_upstream_and_reply_still_arrives(self):
         sock, client_port, early = self.tunnel(self.client_half_close)
