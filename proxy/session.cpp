@@ -60,7 +60,13 @@ awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSessio
     phase_ = Phase::reading_head;
     const bool have_head = co_await read_request_head();
     if (have_head) co_await dispatch(parser_->head());
+    if (!relay_hold_) finish();  // a relay that runs on finishes the session itself
+}
+
+void ClientSession::relay_ended() {
     finish();
+    // Released from a handler of its own: the relay that calls this is a part of the session.
+    asio::post(client_.get_executor(), [self = std::move(relay_hold_)] {});
 }
 
 // Over a limit: refused once the head is in. Otherwise the head says which path serves it.
@@ -79,8 +85,8 @@ awaitable<void> ClientSession::dispatch(const http::MessageHead& head) {
 awaitable<void> ClientSession::refuse_over_limit() { co_await reject(http::Refusal(*admission_)); }
 
 awaitable<void> ClientSession::serve_tunnel(const http::MessageHead& head) {
-    TunnelSession tunnel(*this);
-    co_await tunnel.run(head);
+    tunnel_ = std::make_unique<TunnelSession>(*this);
+    return tunnel_->run(head);
 }
 
 awaitable<void> ClientSession::serve_forward() {

@@ -51,6 +51,8 @@ enum class Phase {
 // The audit record of a connection as known at accept: who, from where.
 audit::Record accepted_record(const config::Config& config, const tcp::endpoint& client, std::string connection_id);
 
+class TunnelSession;
+
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
     // `admission`: the limit this connection is over, if any: it is answered with that refusal
@@ -111,11 +113,16 @@ public:
     // A tunnel reads no more requests: its parser (llhttp state, the head's strings) goes, so
     // that an idle tunnel does not hold them for hours.
     void release_request_parser() { parser_.reset(); }
+    // A tunnel's relay runs on completion handlers once the session's coroutine has ended: it
+    // holds the session until relay_ended(), which audits and closes it.
+    void hold_for_relay() { relay_hold_ = shared_from_this(); }
+    void relay_ended();
 
 private:
     awaitable<void> run(std::shared_ptr<ClientSession> self);
     awaitable<void> dispatch(const http::MessageHead& head);
     // One coroutine per path, so that a tunnel's frame does not hold a ForwardSession too.
+    // Not a coroutine itself: the tunnel is the session's, and its run() the coroutine.
     awaitable<void> serve_tunnel(const http::MessageHead& head);
     awaitable<void> serve_forward();
     awaitable<void> refuse_over_limit();
@@ -162,6 +169,9 @@ private:
     std::optional<audit::CloseReason> client_left_;
     // Only while dialing (a timer and an executor): a tunnel that relays for hours holds none.
     std::unique_ptr<TaskGroup> dial_watch_;
+
+    std::unique_ptr<TunnelSession> tunnel_;
+    std::shared_ptr<ClientSession> relay_hold_;  // while a relay runs without the coroutine
 };
 
 }  // namespace egressgate::proxy

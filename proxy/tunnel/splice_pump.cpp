@@ -115,153 +115,160 @@ std::size_t send_once(int to, std::span<const char> bytes) {
     }
 }
 
-// What a direction moves its bytes with now.
-enum class Mode {
-    messages,  // small reads by copy through the worker's 512-byte message buffer
-    splicing,  // a stream: source -> pipe -> sink, never through user space
-    copying,   // a stream without a pipe: by copy through kCopyFallbackBytes
-};
+}  // namespace
 
-// One splice from the pipe to the sink: the bytes moved, 0 when the sink is full (wait for it),
-// nothing when the direction has failed.
-std::optional<std::size_t> drain_once(SplicePipe& pipe, tcp::socket& sink, std::optional<PumpEnd>& end) {
-    const ssize_t n = splice_once(pipe.read_fd(), sink.native_handle(), pipe.in_flight);
-    if (n > 0) {
-        pipe.in_flight -= static_cast<std::size_t>(n);
-        return static_cast<std::size_t>(n);
-    }
-    // 0 would mean an empty pipe while bytes are counted in flight: no progress is possible, so
-    // the direction fails rather than spin.
-    if (n < 0 && errno == EAGAIN) return 0;
-    end = n < 0 && is_resource_shortage(errno) ? PumpEnd::resource_exhausted : PumpEnd::sink_failed;
-    return std::nullopt;
+void SplicePump::start(PumpEndHandler on_end) {
+    on_end_ = std::move(on_end);
+    run();
 }
 
-// No pipe for this direction: keep moving its bytes by copy if a buffer can be had.
-bool fall_back_to_copying(std::unique_ptr<char[]>& copy_buffer, int error) {
-    copy_buffer.reset(new (std::nothrow) char[kCopyFallbackBytes]);
-    if (!copy_buffer) return false;
+// Moves bytes until a side would block, then waits for that side; kMaxChunksPerTurn chunks at
+// most before the worker's other connections get their turn. Every step that does not wait or
+// end moved bytes or changed the mode, so the loop always makes progress.
+void SplicePump::run() {
+    for (int chunks = 0; chunks < kMaxChunksPerTurn; ++chunks) {
+        switch (advance()) {
+        case Step::progressed: continue;
+        case Step::source_empty:
+            pipe_.release();  // an idle direction holds no pipe
+            return await(source_, tcp::socket::wait_read);
+        case Step::sink_full: return await(sink_, tcp::socket::wait_write);
+        case Step::ended:
+            pipe_.release();
+            return on_end_(end_);
+        }
+    }
+    try {
+        asio::post(source_.get_executor(), [this] { run(); });
+    } catch (const std::bad_alloc&) {
+        on_end_(PumpEnd::resource_exhausted);
+    }
+}
+
+SplicePump::Step SplicePump::advance() {
+    if (pipe_.in_flight > 0) return drain_pipe();
+    if (!unsent_.empty()) return send_unsent();
+    switch (mode_) {
+    case Mode::messages: return read_message();
+    case Mode::splicing: return splice_in();
+    case Mode::copying: return copy_in();
+    }
+    return end_with(PumpEnd::resource_exhausted);  // unreachable: every mode is handled above
+}
+
+// Both sockets are already non-blocking (Asio made them so for the reads and the connect that
+// came before), which splice(2) needs; recv and send say MSG_DONTWAIT all the same.
+SplicePump::Step SplicePump::drain_pipe() {
+    const ssize_t n = splice_once(pipe_.read_fd(), sink_.native_handle(), pipe_.in_flight);
+    if (n > 0) {
+        pipe_.in_flight -= static_cast<std::size_t>(n);
+        bytes_ += static_cast<std::size_t>(n);
+        if (pipe_.in_flight == 0) last_activity_ = std::chrono::steady_clock::now();
+        return Step::progressed;
+    }
+    if (n < 0 && errno == EAGAIN) return Step::sink_full;
+    // 0 would mean an empty pipe while bytes are counted in flight: no progress is possible, so
+    // the direction fails rather than spin.
+    return end_with(n < 0 && is_resource_shortage(errno) ? PumpEnd::resource_exhausted : PumpEnd::sink_failed);
+}
+
+SplicePump::Step SplicePump::send_unsent() {
+    const std::size_t sent = send_once(sink_.native_handle(), unsent_);
+    if (sent == kSendFailed) return end_with(PumpEnd::sink_failed);
+    if (sent == 0) return Step::sink_full;
+    bytes_ += sent;
+    unsent_ = unsent_.subspan(sent);
+    if (unsent_.empty()) {
+        rest_.reset();
+        last_activity_ = std::chrono::steady_clock::now();
+    }
+    return Step::progressed;
+}
+
+// Reads what is there; waits only when nothing is (a readiness wait after EAGAIN costs no
+// epoll_ctl: Asio registered the socket for input once). A read that fills the worker's buffer
+// is a stream's, and the direction moves to splice for good.
+SplicePump::Step SplicePump::read_message() {
+    const std::span<char> buffer = pipe_.message_buffer();
+    const ssize_t got = recv_once(source_.native_handle(), buffer);
+    if (got < 0 && errno == EAGAIN) return Step::source_empty;
+    if (got == 0) return end_with(PumpEnd::eof);
+    if (got < 0) return end_with(PumpEnd::source_failed);
+    last_activity_ = std::chrono::steady_clock::now();
+    const std::span<const char> message = buffer.first(static_cast<std::size_t>(got));
+    const std::size_t sent = send_once(sink_.native_handle(), message);
+    if (sent == kSendFailed) return end_with(PumpEnd::sink_failed);
+    bytes_ += sent;
+    if (static_cast<std::size_t>(got) == buffer.size()) mode_ = Mode::splicing;
+    if (sent < message.size()) return keep_unsent(message.subspan(sent));
+    last_activity_ = std::chrono::steady_clock::now();
+    return Step::progressed;
+}
+
+// The worker's buffer is free again before any wait: the rest is copied out.
+SplicePump::Step SplicePump::keep_unsent(std::span<const char> rest) {
+    rest_.reset(new (std::nothrow) char[rest.size()]);
+    if (!rest_) return end_with(PumpEnd::resource_exhausted);
+    std::memcpy(rest_.get(), rest.data(), rest.size());
+    unsent_ = std::span<const char>(rest_.get(), rest.size());
+    return Step::sink_full;
+}
+
+SplicePump::Step SplicePump::splice_in() {
+    if (!pipe_.is_open() && !pipe_.open()) return fall_back_to_copying(errno);
+    const ssize_t n = splice_once(source_.native_handle(), pipe_.write_fd(), kSpliceChunkBytes);
+    if (n == 0) return end_with(PumpEnd::eof);
+    if (n < 0 && errno == EAGAIN) return Step::source_empty;
+    if (n < 0 && is_resource_shortage(errno)) return fall_back_to_copying(errno);
+    if (n < 0) return end_with(PumpEnd::source_failed);
+    pipe_.in_flight = static_cast<std::size_t>(n);
+    last_activity_ = std::chrono::steady_clock::now();
+    return Step::progressed;
+}
+
+// No pipe for this direction: its bytes go on by copy if a buffer can be had.
+SplicePump::Step SplicePump::fall_back_to_copying(int error) {
+    copy_buffer_.reset(new (std::nothrow) char[kCopyFallbackBytes]);
+    if (!copy_buffer_) return end_with(PumpEnd::resource_exhausted);
     static std::atomic<bool> logged{false};
     if (!logged.exchange(true)) {
         spdlog::warn("no splice pipe for a tunnel ({}): its bytes go by copy; raise the descriptor limit",
                      std::strerror(error));
     }
-    return true;
+    mode_ = Mode::copying;
+    return Step::progressed;
 }
 
-// The part of a message the sink did not take at once: copied out of the worker's buffer before
-// the wait, so that the worker's other tunnels can use the buffer meanwhile. Nothing: all sent.
-awaitable<std::optional<PumpEnd>> send_rest(tcp::socket& sink, std::span<const char> rest, std::uint64_t& bytes) {
-    std::unique_ptr<char[]> copy(new (std::nothrow) char[rest.size()]);
-    if (!copy) co_return PumpEnd::resource_exhausted;
-    std::memcpy(copy.get(), rest.data(), rest.size());
-    std::span<const char> unsent(copy.get(), rest.size());
-    while (!unsent.empty()) {
-        error_code ec;
-        co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));  // backpressure
-        if (ec) co_return PumpEnd::sink_failed;
-        const std::size_t sent = send_once(sink.native_handle(), unsent);
-        if (sent == kSendFailed) co_return PumpEnd::sink_failed;
-        bytes += sent;
-        unsent = unsent.subspan(sent);
-    }
-    co_return std::nullopt;
+SplicePump::Step SplicePump::copy_in() {
+    const ssize_t got = recv_once(source_.native_handle(), std::span(copy_buffer_.get(), kCopyFallbackBytes));
+    if (got < 0 && errno == EAGAIN) return Step::source_empty;
+    if (got == 0) return end_with(PumpEnd::eof);
+    if (got < 0) return end_with(PumpEnd::source_failed);
+    last_activity_ = std::chrono::steady_clock::now();
+    unsent_ = std::span<const char>(copy_buffer_.get(), static_cast<std::size_t>(got));
+    return Step::progressed;
 }
 
-}  // namespace
+SplicePump::Step SplicePump::end_with(PumpEnd end) {
+    end_ = end;
+    return Step::ended;
+}
 
-// One coroutine frame per direction, with every wait in it: an idle tunnel's two directions
-// each hold this frame and nothing more.
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
-                               std::chrono::steady_clock::time_point& last_activity) {
-    // Both sockets are already non-blocking (Asio made them so for the reads and the connect
-    // that came before), which splice(2) needs; recv and send say MSG_DONTWAIT all the same.
-    Mode mode = Mode::messages;
-    std::unique_ptr<char[]> copy_buffer;
-    for (;;) {
-        error_code ec;
-        if (mode == Mode::splicing) {
-            if (!pipe.is_open() && !pipe.open()) {
-                if (!fall_back_to_copying(copy_buffer, errno)) co_return PumpEnd::resource_exhausted;
-                mode = Mode::copying;
-                continue;
-            }
-            const ssize_t n = splice_once(source.native_handle(), pipe.write_fd(), kSpliceChunkBytes);
-            if (n == 0) co_return PumpEnd::eof;
-            if (n < 0 && errno == EAGAIN) {
-                // The source had nothing to read: wait for it without holding a pipe.
-                pipe.release();
-                co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
-                if (ec) co_return PumpEnd::source_failed;
-                continue;
-            }
-            if (n < 0 && is_resource_shortage(errno)) {
-                if (!fall_back_to_copying(copy_buffer, errno)) co_return PumpEnd::resource_exhausted;
-                mode = Mode::copying;
-                continue;
-            }
-            if (n < 0) co_return PumpEnd::source_failed;
-            pipe.in_flight = static_cast<std::size_t>(n);
-            last_activity = std::chrono::steady_clock::now();
-            // Whatever is in the pipe goes to the sink; a full sink is waited for (backpressure).
-            while (pipe.in_flight > 0) {
-                std::optional<PumpEnd> end;
-                const auto moved = drain_once(pipe, sink, end);
-                if (!moved) co_return *end;
-                bytes += *moved;
-                if (*moved > 0) continue;
-                co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));
-                if (ec) co_return PumpEnd::sink_failed;
-            }
-            last_activity = std::chrono::steady_clock::now();
-            continue;
-        }
-        pipe.release();
-        if (mode == Mode::messages) {
-            // Read what is there; wait only when nothing is (a readiness wait after EAGAIN costs
-            // no epoll_ctl: Asio registered the socket for input once).
-            const std::span<char> buffer = pipe.message_buffer();
-            const ssize_t got = recv_once(source.native_handle(), buffer);
-            if (got < 0 && errno == EAGAIN) {
-                co_await source.async_wait(tcp::socket::wait_read, with_error(ec));
-                if (ec) co_return PumpEnd::source_failed;
-                continue;
-            }
-            if (got == 0) co_return PumpEnd::eof;
-            if (got < 0) co_return PumpEnd::source_failed;
-            last_activity = std::chrono::steady_clock::now();
-            const std::span<const char> message = buffer.first(static_cast<std::size_t>(got));
-            const std::size_t sent = send_once(sink.native_handle(), message);
-            if (sent == kSendFailed) co_return PumpEnd::sink_failed;
-            bytes += sent;
-            if (sent < message.size()) {
-                if (const auto end = co_await send_rest(sink, message.subspan(sent), bytes)) co_return *end;
-            }
-            last_activity = std::chrono::steady_clock::now();
-            if (static_cast<std::size_t>(got) == buffer.size()) mode = Mode::splicing;  // a full read: a stream
-            continue;
-        }
-        // Copying: a stream without a pipe, through its own buffer. Asio tries the read at once
-        // and waits only if it would block.
-        const std::span<char> buffer(copy_buffer.get(), kCopyFallbackBytes);
-        const std::size_t got = co_await source.async_read_some(asio::buffer(buffer.data(), buffer.size()), with_error(ec));
-        if (got == 0) {
-            if (!is_end_of_stream(ec)) co_return PumpEnd::source_failed;
-            co_return PumpEnd::eof;
-        }
-        last_activity = std::chrono::steady_clock::now();
-        std::span<const char> rest = buffer.first(got);
-        while (!rest.empty()) {
-            const std::size_t sent = send_once(sink.native_handle(), rest);
-            if (sent == kSendFailed) co_return PumpEnd::sink_failed;
-            bytes += sent;
-            rest = rest.subspan(sent);
-            if (rest.empty()) break;
-            co_await sink.async_wait(tcp::socket::wait_write, with_error(ec));  // backpressure
-            if (ec) co_return PumpEnd::sink_failed;
-        }
-        last_activity = std::chrono::steady_clock::now();
+// Starting the wait allocates; without memory the direction ends as resource-starved.
+void SplicePump::await(tcp::socket& socket, tcp::socket::wait_type type) {
+    const bool sink = &socket == &sink_;
+    try {
+        socket.async_wait(type, [this, sink](const error_code& ec) { on_ready(ec, sink); });
+    } catch (const std::bad_alloc&) {
+        pipe_.release();
+        on_end_(PumpEnd::resource_exhausted);
     }
+}
+
+void SplicePump::on_ready(const error_code& ec, bool sink) {
+    if (!ec) return run();
+    pipe_.release();
+    on_end_(sink ? PumpEnd::sink_failed : PumpEnd::source_failed);
 }
 
 }  // namespace egressgate::proxy

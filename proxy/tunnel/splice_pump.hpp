@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -83,8 +84,56 @@ private:
 
 // Moves bytes from source to sink until EOF or a failure: messages by copy, streams by splice,
 // and by copy again when the worker cannot get a pipe. Backpressure throughout: nothing more is
-// read until what was read has been written.
-awaitable<PumpEnd> splice_pump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
-                               std::chrono::steady_clock::time_point& last_activity);
+// read until what was read has been written. Driven by completion handlers, not a coroutine: an
+// idle direction holds this object and one pending readiness wait, nothing more.
+class SplicePump {
+public:
+    SplicePump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
+               std::chrono::steady_clock::time_point& last_activity)
+        : source_(source), sink_(sink), pipe_(pipe), bytes_(bytes), last_activity_(last_activity) {}
+    SplicePump(const SplicePump&) = delete;
+    SplicePump& operator=(const SplicePump&) = delete;
+
+    // Runs until the direction ends, then calls on_end once (possibly before start returns).
+    // The pump must outlive its pending wait: its owner closes the sockets and waits for on_end.
+    void start(PumpEndHandler on_end);
+
+private:
+    // What the last step found: move on, wait for one side, or stop.
+    enum class Step { progressed, source_empty, sink_full, ended };
+    // What a direction moves its bytes with now.
+    enum class Mode {
+        messages,  // small reads by copy through the worker's message buffer
+        splicing,  // a stream: source -> pipe -> sink, never through user space
+        copying,   // a stream without a pipe: by copy through kCopyFallbackBytes
+    };
+
+    void run();
+    Step advance();
+    Step drain_pipe();
+    Step send_unsent();
+    Step read_message();
+    Step splice_in();
+    Step copy_in();
+    Step fall_back_to_copying(int error);
+    Step keep_unsent(std::span<const char> rest);
+    Step end_with(PumpEnd end);
+    void await(tcp::socket& socket, tcp::socket::wait_type type);
+    void on_ready(const error_code& ec, bool sink);
+
+    tcp::socket& source_;
+    tcp::socket& sink_;
+    SplicePipe& pipe_;
+    std::uint64_t& bytes_;
+    std::chrono::steady_clock::time_point& last_activity_;
+    PumpEndHandler on_end_;
+    Mode mode_ = Mode::messages;
+    PumpEnd end_ = PumpEnd::eof;
+    // Bytes read by copy and not yet sent: in copy_buffer_ (copying) or in rest_ (the part of a
+    // message the sink did not take at once, copied out of the worker's buffer before the wait).
+    std::span<const char> unsent_;
+    std::unique_ptr<char[]> rest_;
+    std::unique_ptr<char[]> copy_buffer_;
+};
 
 }  // namespace egressgate::proxy

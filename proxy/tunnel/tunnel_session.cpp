@@ -3,7 +3,6 @@
 #include <span>
 
 #include "proxy/session.hpp"
-#include "proxy/task_group.hpp"
 #include "tls/client_hello.hpp"
 
 namespace egressgate::proxy {
@@ -25,11 +24,11 @@ policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {
 TunnelSession::TunnelSession(ClientSession& session)
     : session_(session), up_pipe_(session.worker().pipes), down_pipe_(session.worker().pipes) {}
 
-// The steps before relaying run in a coroutine of their own: its frame (the target, the
-// decision and their strings) is gone before the tunnel settles down to relay for hours.
+// The steps before relaying run on the session's coroutine: its frames (the target, the
+// decision and their strings) are gone before the tunnel settles down to relay for hours.
 awaitable<void> TunnelSession::run(const http::MessageHead& head) {
     const bool opened = co_await establish(head);
-    if (opened) co_await relay();
+    if (opened) start_relay();
 }
 
 // Decides, dials, answers 200 and sends what the client pipelined. False: refused or failed
@@ -135,53 +134,54 @@ awaitable<bool> TunnelSession::forward_pipelined() {
     co_return true;
 }
 
-// Two one-way pumps; the tunnel is over when both have ended. The upstream direction runs as a
-// task of its own, the downstream one on this coroutine: an idle tunnel holds one spawned
-// coroutine, not two, and each direction's frame is the pump's own (transfer() is no coroutine).
-awaitable<void> TunnelSession::relay() {
-    // A TLS client's bytes must pass through OpenSSL; a plain one's go by splice or through the
-    // pumps' message buffers, and the session's own read buffer is no longer needed.
-    if (session_.client().is_tls()) {
-        tls_buffers_ = std::make_unique<char[]>(2 * kTunnelBufferBytes);
-    } else {
-        session_.release_head_buffer();
-    }
+TunnelSession::PlainPumps::PlainPumps(ClientSession& session, SplicePipe& up_pipe, SplicePipe& down_pipe)
+    : up(session.client().socket(), session.upstream(), up_pipe, session.record().bytes_up, session.last_activity()),
+      down(session.upstream(), session.client().socket(), down_pipe, session.record().bytes_down,
+           session.last_activity()) {}
+
+TunnelSession::TlsClientPumps::TlsClientPumps(ClientSession& session)
+    : buffers(std::make_unique<char[]>(2 * kTunnelBufferBytes)),
+      up(session.client(), session.upstream(), std::span(buffers.get(), kTunnelBufferBytes), session.record().bytes_up,
+         session.last_activity()),
+      down(session.upstream(), session.client(), std::span(buffers.get() + kTunnelBufferBytes, kTunnelBufferBytes),
+           session.record().bytes_down, session.last_activity()) {}
+
+// Two one-way pumps; the tunnel is over when both (and a held FIN) have ended. Either may end
+// before the other starts.
+void TunnelSession::start_relay() {
+    session_.hold_for_relay();
     session_.release_request_parser();
-    TaskGroup pumps(session_.client().get_executor());
-    pumps.spawn<PumpEnd>(
-        transfer(Direction::up), [this, &pumps](PumpEnd end) { on_pump_end(Direction::up, end, pumps); },
-        [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); });
-    // A throwing pump is a bug; the other pump still refers to this tunnel, so it is waited for.
-    bool failed = false;
-    try {
-        const PumpEnd end = co_await transfer(Direction::down);
-        on_pump_end(Direction::down, end, pumps);
-    } catch (...) {
-        failed = true;
+    running_ = 2;
+    if (session_.client().is_tls()) {
+        tls_client_ = std::make_unique<TlsClientPumps>(session_);
+        tls_client_->up.start(when_ends(Direction::up));
+        tls_client_->down.start(when_ends(Direction::down));
+        return;
     }
-    if (failed) session_.reset_both(CloseReason::internal_error);
-    co_await pumps.wait();
+    session_.release_head_buffer();  // a plain tunnel reads into the worker's buffer
+    plain_.emplace(session_, up_pipe_, down_pipe_);
+    plain_->up.start(when_ends(Direction::up));
+    plain_->down.start(when_ends(Direction::down));
 }
 
-awaitable<PumpEnd> TunnelSession::transfer(Direction direction) {
-    const bool up = direction == Direction::up;
-    auto& client = session_.client();
-    auto& upstream = session_.upstream();
-    auto& record = session_.record();
-    auto& activity = session_.last_activity();
-    if (!client.is_tls()) {
-        if (up) return splice_pump(client.socket(), upstream, up_pipe_, record.bytes_up, activity);
-        return splice_pump(upstream, client.socket(), down_pipe_, record.bytes_down, activity);
-    }
-    std::span<char> buffer(tls_buffers_.get() + (up ? 0 : kTunnelBufferBytes), kTunnelBufferBytes);
-    if (up) return proxy::pump(client, upstream, buffer, record.bytes_up, activity);
-    return proxy::pump(upstream, client, buffer, record.bytes_down, activity);
+PumpEndHandler TunnelSession::when_ends(Direction direction) {
+    return [this, direction](PumpEnd end) { on_pump_end(direction, end); };
+}
+
+void TunnelSession::on_pump_end(Direction direction, PumpEnd end) {
+    pass_on(direction, end);
+    task_ended();
+}
+
+// The last of the relay's tasks ends the session; nothing of the tunnel is touched after.
+void TunnelSession::task_ended() {
+    if (--running_ == 0) session_.relay_ended();
 }
 
 // EOF ends only its own direction: the sink's sending side is shut, the client's FIN on a TLS
 // tunnel after the server's (hold_client_fin). A failure on either side is passed on to the other
 // as a reset, so that neither peer mistakes a broken tunnel for a complete one.
-void TunnelSession::on_pump_end(Direction direction, PumpEnd end, TaskGroup& pumps) {
+void TunnelSession::pass_on(Direction direction, PumpEnd end) {
     const bool up = direction == Direction::up;
     if (end == PumpEnd::eof && !up) {
         upstream_ended_ = true;
@@ -194,9 +194,7 @@ void TunnelSession::on_pump_end(Direction direction, PumpEnd end, TaskGroup& pum
             end_sending(session_.upstream());
             return;
         }
-        // Spawned from the ending pump's completion, so the group still counts it: relay()'s
-        // wait covers the hold too.
-        pumps.spawn(hold_client_fin(), [this](std::exception_ptr) { session_.reset_both(CloseReason::internal_error); });
+        hold_client_fin();
         return;
     }
     if (fin_hold_) fin_hold_->cancel();  // both sides are reset: nothing is left to wait for
@@ -212,12 +210,24 @@ void TunnelSession::on_pump_end(Direction direction, PumpEnd end, TaskGroup& pum
     }
 }
 
-awaitable<void> TunnelSession::hold_client_fin() {
-    fin_hold_ = std::make_unique<asio::steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
-    error_code ignored;  // expired, or cancelled because the server closed or the tunnel failed
-    co_await fin_hold_->async_wait(with_error(ignored));
+// Without memory for the timer the FIN goes on at once: the tunnel still ends cleanly.
+void TunnelSession::hold_client_fin() {
+    try {
+        fin_hold_ = std::make_unique<asio::steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
+        fin_hold_->async_wait([this](const error_code&) { release_client_fin(); });
+    } catch (const std::bad_alloc&) {
+        fin_hold_.reset();
+        end_sending(session_.upstream());
+        return;
+    }
+    ++running_;
+}
+
+// The hold expired, or was cancelled because the server closed or the tunnel failed.
+void TunnelSession::release_client_fin() {
     fin_hold_.reset();
     end_sending(session_.upstream());
+    task_ended();
 }
 
 }  // namespace egressgate::proxy
