@@ -102,6 +102,24 @@ std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const T
     return d;
 }
 
+std::optional<EgressPolicy::RuleMatch> EgressPolicy::match_rule(const Target& target,
+                                                              const std::optional<IpAddress>& literal,
+                                                              const std::optional<std::string>& name,
+                                                              const Client& client, Trace* trace) const {
+    for (const auto& rule : rules_.rules) {
+        if (auto d = apply_rule(rule, target, literal, name, client, trace)) return RuleMatch{&rule, std::move(*d)};
+    }
+    return std::nullopt;
+}
+
+EgressMode EgressPolicy::mode_of(const Target& target, const Client& client) const {
+    const auto literal = literal_of(target);
+    const auto name = literal ? std::nullopt : normalize_host(target.host);
+    if (!literal && !name) return rules_.mode;  // decide() denies it before any rule, in every mode
+    const auto match = match_rule(target, literal, name, client, nullptr);
+    return match && match->rule->mode ? *match->rule->mode : rules_.mode;
+}
+
 Decision EgressPolicy::decide_global(const Target& target, const std::optional<IpAddress>& literal,
                                      const std::optional<std::string>& name, Trace* trace) const {
     if (!has_port(rules_.ports, target.port)) {
@@ -158,15 +176,14 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
             return deny(reason::host_denied, std::string(kRuleDenyHosts) + " " + match->pattern, kRuleDenyHosts);
         }
     }
-    for (const auto& rule : rules_.rules) {
-        auto d = apply_rule(rule, target, literal, name, client, trace);
-        if (!d) continue;
-        const EgressMode mode = rule.mode.value_or(rules_.mode);
-        if (d->verdict == Verdict::deny && mode == EgressMode::report) {
+    if (auto match = match_rule(target, literal, name, client, trace)) {
+        const EgressRule& rule = *match->rule;
+        Decision& d = match->decision;
+        if (d.verdict == Verdict::deny && rule.mode.value_or(rules_.mode) == EgressMode::report) {
             note(trace, "rule \"" + rule.name + "\" is in report mode: allowed, audited as report");
-            d->verdict = Verdict::report;
+            d.verdict = Verdict::report;
         }
-        return *d;
+        return d;
     }
     Decision d = decide_global(target, literal, name, trace);
     if (d.verdict == Verdict::deny && rules_.mode == EgressMode::report) {
@@ -246,7 +263,9 @@ Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStar
         }
         return *sni == target.host ? allow(reason::sni_match, rule, "egress.sni") : deny(reason::sni_mismatch, rule, "egress.sni");
     }();
-    const bool lenient = rules_.sni == SniMode::log || rules_.mode == EgressMode::report;
+    // The tunnel is the request the CONNECT made: the rule that allowed it (or reported it) sets
+    // its mode, as in decide(), so a rule on trial in report mode is not enforced by the SNI.
+    const bool lenient = rules_.sni == SniMode::log || mode_of(target, client) == EgressMode::report;
     if (d.verdict == Verdict::deny && lenient) d.verdict = Verdict::report;
     return d;
 }

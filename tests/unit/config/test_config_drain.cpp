@@ -6,8 +6,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_support.hpp"
 
 namespace cfg = egressgate::config;
+using config_test_support::describe;
 using std::chrono::milliseconds;
 
 namespace {
@@ -15,12 +17,6 @@ namespace {
 constexpr const char* kSource = "drain.toml";
 // Two lines, so that the [proxy] table starts on line 3 and its first key is on line 4.
 const std::string kClients = "[clients]\nallow = [\"10.0.0.0/16\"]\n";
-
-std::string describe(const cfg::LoadResult& result) {
-    std::string text;
-    for (const auto& e : result.errors) text += e.to_string() + "\n";
-    return text;
-}
 
 struct BadDrainValue {
     const char* name;

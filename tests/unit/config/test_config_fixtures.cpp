@@ -7,19 +7,15 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_support.hpp"
 
 namespace cfg = egressgate::config;
+using config_test_support::describe;
 namespace policy = egressgate::policy;
 
 namespace {
 
 const std::string kFixtures = EGRESSGATE_FIXTURES;
-
-std::string describe(const cfg::LoadResult& result) {
-    std::string text;
-    for (const auto& e : result.errors) text += e.to_string() + "\n";
-    return text;
-}
 
 policy::IpAddress ip(const char* text) {
     const auto parsed = policy::IpAddress::parse(text);

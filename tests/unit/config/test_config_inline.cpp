@@ -5,8 +5,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_support.hpp"
 
 namespace cfg = egressgate::config;
+using config_test_support::describe;
 namespace policy = egressgate::policy;
 
 namespace {
@@ -14,12 +16,6 @@ namespace {
 constexpr const char* kSource = "inline.toml";
 // Prepended to snippets that are not about [clients], so that they fail for one reason only.
 const std::string kClients = "[clients]\nallow = [\"10.0.0.0/16\"]\n";
-
-std::string describe(const cfg::LoadResult& result) {
-    std::string text;
-    for (const auto& e : result.errors) text += e.to_string() + "\n";
-    return text;
-}
 
 struct BadSnippet {
     const char* name;

@@ -6,8 +6,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_support.hpp"
 
 namespace cfg = egressgate::config;
+using config_test_support::describe;
 namespace policy = egressgate::policy;
 
 namespace {
@@ -15,12 +17,6 @@ namespace {
 const std::string kClients = "[clients]\nallow = [\"10.0.0.0/16\", \"fd00::/8\"]\n";
 const std::string kTags = std::string("service_tags_file = \"") + EGRESSGATE_FIXTURES +
                           "/service_tags/ServiceTags_Public_fixture.json\"\n";
-
-std::string describe(const cfg::LoadResult& result) {
-    std::string text;
-    for (const auto& e : result.errors) text += e.to_string() + "\n";
-    return text;
-}
 
 struct BadRule {
     const char* name;

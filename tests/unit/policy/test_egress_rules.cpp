@@ -478,3 +478,56 @@ TEST_CASE("tunnels: an IP-literal CONNECT's SNI allowed by service tags must nam
     CHECK(outside.verdict == Verdict::deny);
     CHECK(outside.reason == reason::sni_not_allowed);
 }
+
+TEST_CASE("tunnels: an SNI mismatch takes the mode of the rule that decided the CONNECT", "[policy][rules]") {
+    EgressRules rules;
+    rules.ports = {443};
+    rules.hosts = patterns({"trial.example.com", "ok.example.com"}, "egress.hosts");
+    EgressRule trial = rule("trial", {"trial.example.com"});
+    trial.clients.cidrs.add(cidr("10.0.7.0/24"));
+    trial.mode = EgressMode::report;
+    EgressRule strict = rule("strict", {"strict.example.com"});
+    strict.mode = EgressMode::enforce;
+    // With hosts, so that only an IP literal in its tags matches by address, not every name.
+    EgressRule trial_storage = rule("trial-storage", {"vault.blob.core.windows.net"});
+    trial_storage.service_tags = tags({{"Storage", "20.60.0.0/16"}});
+    trial_storage.mode = EgressMode::report;
+    rules.rules = {trial, strict, rule("follows", {"follows.example.com"}), trial_storage};
+
+    struct TunnelRow {
+        const char* name;
+        Target target;
+        Client client;
+        std::string_view reason;
+        Verdict in_enforce;  // under [egress] mode = "enforce"
+        Verdict in_report;   // under [egress] mode = "report"
+    };
+    const std::vector<TunnelRow> rows = {
+        {"a report rule's tunnel is reported", at("trial.example.com:443"), from("10.0.7.5"), reason::sni_mismatch,
+         Verdict::report, Verdict::report},
+        {"an enforce rule's tunnel is denied", at("strict.example.com:443"), from("10.0.7.5"), reason::sni_mismatch,
+         Verdict::deny, Verdict::deny},
+        {"a rule without a mode follows the global mode", at("follows.example.com:443"), from("10.0.7.5"),
+         reason::sni_mismatch, Verdict::deny, Verdict::report},
+        {"another client's report rule does not apply", at("trial.example.com:443"), from("10.0.1.5"),
+         reason::sni_mismatch, Verdict::deny, Verdict::report},
+        {"no rule: the global mode", at("ok.example.com:443"), from("10.0.7.5"), reason::sni_mismatch, Verdict::deny,
+         Verdict::report},
+        {"an IP literal in a report rule's service tags", at("20.60.1.1:443"), from("10.0.7.5"),
+         reason::sni_not_allowed, Verdict::report, Verdict::report},
+    };
+    const TunnelStart hello{TunnelStart::Kind::client_hello, std::string("evil.example.com")};
+    for (const auto mode : {EgressMode::enforce, EgressMode::report}) {
+        rules.mode = mode;
+        const EgressPolicy policy(rules);
+        for (const auto& r : rows) {
+            DYNAMIC_SECTION((mode == EgressMode::report ? "report: " : "enforce: ") << r.name) {
+                // The CONNECT itself was allowed, else there would be no tunnel to inspect.
+                REQUIRE(policy.decide(r.target, r.client).verdict == Verdict::allow);
+                const Decision d = policy.check_tunnel_start(r.target, hello, r.client);
+                CHECK(to_string(d.verdict) == to_string(mode == EgressMode::report ? r.in_report : r.in_enforce));
+                CHECK(d.reason == r.reason);
+            }
+        }
+    }
+}
