@@ -26,6 +26,7 @@ READINESS_BOUND = 3.5    # seconds from the stop until /readyz says so: STALL_MS
 RECOVERY_BOUND = 3.0     # seconds from the resume until /readyz is 200 again
 DRAIN_MS = 500
 EXIT_SLACK = 0.25        # seconds of polling and scheduling on top of drain time + 1 s
+LIVE_ANSWER_WAIT = 1.0  # seconds for a running worker to answer a CONNECT (sanitizer builds, a busy host)
 WATCHDOG_USEC = 400_000  # pings expected every WATCHDOG_USEC / 2
 WATCHDOG_SILENCE = 1.2   # seconds without a ping that show they stopped
 
@@ -118,7 +119,7 @@ class StuckWorkerShutdownTest(ProxyTestCase):
         waiting = []
         try:
             for _ in range(16):
-                sock, response, outcome = try_tunnel(proxy.port, target, timeout=0.3)
+                sock, response, outcome = try_tunnel(proxy.port, target, timeout=LIVE_ANSWER_WAIT)
                 if outcome == "response":
                     self.assertEqual(response.head, ESTABLISHED)
                     sock.sendall(b"live")

@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import unittest
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, base_config, conn
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 PROGRESS_WAIT = 3.0  # seconds for an open tunnel's progress line (progress_interval_s = 1)
+REOPEN_WAIT = 5.0  # seconds for SIGUSR1 to create the new audit file
 
 
 def guide_commands() -> dict[str, str]:
@@ -60,6 +62,11 @@ class OperationsGuideTest(ProxyTestCase):
         self.proxy.wait_audit(lambda r: r.get("vm") == "db-01" and r.get("decision") == "deny", "db-01's denial")
         os.rename(audit, audit.with_name("audit.jsonl.1"))  # a rotated file for zcat -f audit.jsonl*
         self.proxy.proc.send_signal(signal.SIGUSR1)
+        # The reopen is asynchronous: a line concluded before it still goes to the moved file.
+        reopen_deadline = time.monotonic() + REOPEN_WAIT
+        while not audit.exists() and time.monotonic() < reopen_deadline:
+            time.sleep(0.02)
+        self.assertTrue(audit.exists(), f"no new audit file {REOPEN_WAIT}s after SIGUSR1")
         sock, response = open_tunnel(self.proxy, f"{STORAGE_NAME}:{self.echo.port}")  # today's file
         with sock:
             self.assertEqual(response.head, ESTABLISHED)
