@@ -121,8 +121,8 @@ public:
 private:
     awaitable<void> run(std::shared_ptr<ClientSession> self);
     awaitable<void> dispatch(const http::MessageHead& head);
-    // One coroutine per path, so that a tunnel's frame does not hold a ForwardSession too.
-    // Not a coroutine itself: the tunnel is the session's, and its run() the coroutine.
+    // One per path, so that a tunnel does not hold a ForwardSession too. serve_tunnel is no
+    // coroutine itself: it hands back the session-owned tunnel's run().
     awaitable<void> serve_tunnel(const http::MessageHead& head);
     awaitable<void> serve_forward();
     awaitable<void> refuse_over_limit();
