@@ -1,7 +1,7 @@
 #pragma once
 // One direction of a tunnel: read from one stream, write all of it to the other, repeat. A pump
 // never reads more than it has written (backpressure). At the source's EOF it ends: when the
-X
+// sink's sending side is shut is the tunnel's choice (see TunnelSession::pass_on).
 //
 // Pumps are driven by completion handlers rather than coroutines: a tunnel idles for hours, and
 // a pending handler is all an idle direction should hold.
