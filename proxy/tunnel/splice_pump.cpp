@@ -132,12 +132,15 @@ void SplicePump::run() {
         case Step::source_empty:
             pipe_.release();  // an idle direction holds no pipe
             return await(source_, tcp::socket::wait_read);
-        case Step::sink_full: return await(sink_, tcp::socket::wait_write);
+        case Step::sink_full:
+            source_drained_ = false;  // bytes may reach the source meanwhile, and their edge pass
+            return await(sink_, tcp::socket::wait_write);
         case Step::ended:
             pipe_.release();
             return on_end_(end_);
         }
     }
+    source_drained_ = false;  // as while waiting for the sink
     try {
         asio::post(source_.get_executor(), [this] { run(); });
     } catch (const std::bad_alloc&) {
@@ -185,16 +188,17 @@ SplicePump::Step SplicePump::send_unsent() {
     return Step::progressed;
 }
 
-// Reads what is there; waits only when nothing is (a readiness wait after EAGAIN costs no
-// epoll_ctl: Asio registered the socket for input once). A read that fills the worker's buffer
-// is a stream's, and the direction moves to splice for good.
+// Reads what is there; waits when nothing is. A read that fills the worker's buffer is a
+// stream's, and the direction moves to splice for good.
 SplicePump::Step SplicePump::read_message() {
+    if (source_drained_) return Step::source_empty;
     const std::span<char> buffer = pipe_.message_buffer();
     const ssize_t got = recv_once(source_.native_handle(), buffer);
     if (got < 0 && errno == EAGAIN) return Step::source_empty;
     if (got == 0) return end_with(PumpEnd::eof);
     if (got < 0) return end_with(PumpEnd::source_failed);
     last_activity_ = std::chrono::steady_clock::now();
+    note_read(static_cast<std::size_t>(got), buffer.size());
     const std::span<const char> message = buffer.first(static_cast<std::size_t>(got));
     const std::size_t sent = send_once(sink_.native_handle(), message);
     if (sent == kSendFailed) return end_with(PumpEnd::sink_failed);
@@ -240,14 +244,21 @@ SplicePump::Step SplicePump::fall_back_to_copying(int error) {
 }
 
 SplicePump::Step SplicePump::copy_in() {
+    if (source_drained_) return Step::source_empty;
     const ssize_t got = recv_once(source_.native_handle(), std::span(copy_buffer_.get(), kCopyFallbackBytes));
     if (got < 0 && errno == EAGAIN) return Step::source_empty;
     if (got == 0) return end_with(PumpEnd::eof);
     if (got < 0) return end_with(PumpEnd::source_failed);
     last_activity_ = std::chrono::steady_clock::now();
+    note_read(static_cast<std::size_t>(got), kCopyFallbackBytes);
     unsent_ = std::span<const char>(copy_buffer_.get(), static_cast<std::size_t>(got));
     return Step::progressed;
 }
+
+// A TCP recv(2) stops short only when the receive queue ran dry: bytes that come later raise a
+// new edge, so the next read waits for it instead of asking again (one EAGAIN fewer per
+// message). A splice can stop short with bytes left (the pipe's slots run out), so it asks.
+void SplicePump::note_read(std::size_t got, std::size_t asked) { source_drained_ = got < asked; }
 
 SplicePump::Step SplicePump::end_with(PumpEnd end) {
     end_ = end;
@@ -266,6 +277,7 @@ void SplicePump::await(tcp::socket& socket, tcp::socket::wait_type type) {
 }
 
 void SplicePump::on_ready(const error_code& ec, bool sink) {
+    source_drained_ = false;
     if (!ec) return run();
     pipe_.release();
     on_end_(sink ? PumpEnd::sink_failed : PumpEnd::source_failed);

@@ -117,6 +117,7 @@ private:
     Step copy_in();
     Step fall_back_to_copying(int error);
     Step keep_unsent(std::span<const char> rest);
+    void note_read(std::size_t got, std::size_t asked);
     Step end_with(PumpEnd end);
     void await(tcp::socket& socket, tcp::socket::wait_type type);
     void on_ready(const error_code& ec, bool sink);
@@ -129,6 +130,8 @@ private:
     PumpEndHandler on_end_;
     Mode mode_ = Mode::messages;
     PumpEnd end_ = PumpEnd::eof;
+    // The last read stopped short within this turn: the source has nothing until its next edge.
+    bool source_drained_ = false;
     // Bytes read by copy and not yet sent: in copy_buffer_ (copying) or in rest_ (the part of a
     // message the sink did not take at once, copied out of the worker's buffer before the wait).
     std::span<const char> unsent_;

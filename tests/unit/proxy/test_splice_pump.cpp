@@ -91,6 +91,39 @@ TEST_CASE("a pump delivers every byte in order and ends at the source's EOF", "[
     CHECK_FALSE(d.pipe.is_open());  // an ended direction keeps no pipe
 }
 
+// Each message comes after the last was delivered: the pump read every one short (the
+// source drained) and waited for the next without asking the socket again.
+TEST_CASE("a pump that found its source drained takes the next message on its edge", "[pump]") {
+    asio::io_context io;
+    auto source = connect_pair(io);
+    auto sink = connect_pair(io);
+    constexpr int kMessages = 50;
+    int delivered = 0;
+    std::thread peer([&] {
+        for (int i = 0; i < kMessages; ++i) {
+            const std::string message = "message " + std::to_string(i);
+            asio::write(source.far, asio::buffer(message));
+            std::string echoed(message.size(), '\0');
+            error_code ec;
+            asio::read(sink.far, asio::buffer(echoed), ec);
+            if (ec || echoed != message) return;
+            ++delivered;
+        }
+        source.far.shutdown(tcp::socket::shutdown_send);
+    });
+    Direction d;
+    SplicePump pump(source.near, sink.near, d.pipe, d.bytes, d.activity);
+    pump.start([&](PumpEnd end) {
+        d.end = end;
+        sink.near.shutdown(tcp::socket::shutdown_send);
+    });
+    io.run_for(std::chrono::seconds(10));
+    if (!d.end) sink.near.close();  // a stuck pump: let the peer's read end
+    peer.join();
+    CHECK(delivered == kMessages);
+    CHECK(d.end == PumpEnd::eof);
+}
+
 TEST_CASE("a source that resets ends the direction as source_failed", "[pump]") {
     asio::io_context io;
     auto source = connect_pair(io);
