@@ -1,5 +1,9 @@
 #include "proxy/session.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <spdlog/spdlog.h>
 
 #include "proxy/connection_limiter.hpp"
@@ -130,12 +134,7 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
     // A TLS client is not watched: cancelling a read inside OpenSSL could cut a record it is
     // writing (session tickets go out during reads), and such clients are few.
     watching_client_ = !client_.is_tls();
-    if (watching_client_) {
-        // The watch holds the session: should the dial below throw, the watch still has it.
-        dial_watch_ = std::make_unique<TaskGroup>(client_.get_executor());
-        dial_watch_->spawn(watch_client_during_dial(shared_from_this()),
-                          [this](std::exception_ptr e) { end_after_exception(e); });
-    }
+    if (watching_client_) watch_client();
     enter(Phase::resolving, config_->dns.timeout);
     const Resolution resolution = co_await dialer_.resolve(*config_, target);
     ConnectResult result;
@@ -146,10 +145,6 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
         if (result.any_permitted) record_.connect_ms = elapsed_ms(started);
     }
     stop_watching_client();
-    if (dial_watch_) {
-        co_await dial_watch_->wait();
-        dial_watch_.reset();
-    }
     if (client_left_) {
         // Nobody is left to answer: the upstream leg (if it got that far) goes too.
         end_with(*client_left_);
@@ -181,32 +176,56 @@ awaitable<void> ClientSession::refuse_dial(const ConnectResult& result) {
 }
 
 // While the proxy resolves and connects, the client may leave (an agent that gave up after
-// its own timeout): reading it is the only way to know, so what it sends meanwhile is kept for
-// the upstream, up to kMaxPipelinedBytes.
-awaitable<void> ClientSession::watch_client_during_dial([[maybe_unused]] std::shared_ptr<ClientSession> self) {
-    while (watching_client_ && pipelined_.size() < kMaxPipelinedBytes) {
-        error_code ec;
-        const std::size_t n =
-            co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
-        if (n > 0) {
-            pipelined_.append(head_chunk_.get(), n);
-            continue;
-        }
-        if (!watching_client_) co_return;  // the dial is over and cancelled this read
-        client_left_ = is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset;
-        dialer_.cancel();
-        error_code ignored;
-        upstream_.close(ignored);  // ends a connect in progress
-        co_return;
+// its own timeout): its socket turning readable is the only way to know, so what it sends
+// meanwhile is kept for the upstream, up to kMaxPipelinedBytes. A readiness wait rather than a
+// read: a completion still queued when the dial ends holds no bytes, so the dial goes on
+// without waiting for it, and the watch costs no coroutine. Without memory for the wait the
+// dial goes on unwatched.
+void ClientSession::watch_client() {
+    if (pipelined_.size() >= kMaxPipelinedBytes) return;  // no more is taken: nor watched
+    try {
+        client_.socket().async_wait(tcp::socket::wait_read,
+                                    [self = shared_from_this(), generation = watch_generation_](const error_code& ec) {
+                                        self->on_client_readable(ec, generation);
+                                    });
+    } catch (const std::bad_alloc&) {
+        watching_client_ = false;
     }
 }
 
-void ClientSession::stop_watching_client() {
+void ClientSession::on_client_readable(const error_code& ec, std::uint64_t generation) {
+    if (!watching_client_ || generation != watch_generation_) return;  // that dial is over
+    // An error here is the socket closed under the wait (a deadline or shutdown): the client is
+    // as good as gone.
+    client_left_ = ec ? std::optional(CloseReason::client_reset) : take_bytes_sent_during_dial();
+    if (!client_left_) return watch_client();
     watching_client_ = false;
-    if (dial_watch_ && dial_watch_->running() > 0) {
-        error_code ignored;
-        client_.socket().cancel(ignored);
+    dialer_.cancel();
+    error_code ignored;
+    upstream_.close(ignored);  // ends a connect in progress
+}
+
+// Reads what the client has sent so far into pipelined_. A value: the client closed or reset.
+std::optional<CloseReason> ClientSession::take_bytes_sent_during_dial() {
+    if (!head_chunk_) head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
+    while (pipelined_.size() < kMaxPipelinedBytes) {
+        const ssize_t n = ::recv(client_.socket().native_handle(), head_chunk_.get(), kHeadReadChunk, MSG_DONTWAIT);
+        if (n == 0) return CloseReason::client_closed;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return std::nullopt;
+        if (n < 0) return CloseReason::client_reset;
+        pipelined_.append(head_chunk_.get(), static_cast<std::size_t>(n));
+        if (static_cast<std::size_t>(n) < kHeadReadChunk) return std::nullopt;  // drained: the next bytes raise an edge
     }
+    return std::nullopt;
+}
+
+void ClientSession::stop_watching_client() {
+    if (!watching_client_) return;
+    watching_client_ = false;
+    ++watch_generation_;
+    error_code ignored;
+    client_.socket().cancel(ignored);
 }
 
 awaitable<void> ClientSession::reject(const http::Refusal& refusal) {

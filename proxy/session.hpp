@@ -19,7 +19,6 @@
 #include "proxy/asio.hpp"
 #include "proxy/client_stream.hpp"
 #include "proxy/dns/dialer.hpp"
-#include "proxy/task_group.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace egressgate::proxy {
@@ -126,7 +125,9 @@ private:
     awaitable<void> serve_tunnel(const http::MessageHead& head);
     awaitable<void> serve_forward();
     awaitable<void> refuse_over_limit();
-    awaitable<void> watch_client_during_dial(std::shared_ptr<ClientSession> self);
+    void watch_client();
+    void on_client_readable(const error_code& ec, std::uint64_t generation);
+    std::optional<audit::CloseReason> take_bytes_sent_during_dial();
     void stop_watching_client();
     awaitable<void> refuse_dial(const ConnectResult& result);
     void on_deadline();
@@ -164,11 +165,11 @@ private:
     bool record_open_ = true;  // record_ describes a connection or request not audited yet
     audit::CountedBytes counted_;  // bytes of record_ that progress lines counted
 
-    // The client watch while dialing.
+    // The client watch while dialing. Each dial's watch has a generation of its own: a
+    // completion queued when its dial ended finds a newer one and does nothing.
     bool watching_client_ = false;
+    std::uint64_t watch_generation_ = 0;
     std::optional<audit::CloseReason> client_left_;
-    // Only while dialing (a timer and an executor): a tunnel that relays for hours holds none.
-    std::unique_ptr<TaskGroup> dial_watch_;
 
     std::unique_ptr<TunnelSession> tunnel_;
     std::shared_ptr<ClientSession> relay_hold_;  // while a relay runs without the coroutine

@@ -21,11 +21,15 @@ RCODE_NXDOMAIN = 3
 
 class LoopbackDnsServer:
     """A UDP DNS server on 127.0.0.1: A records from a table, NODATA for AAAA, NXDOMAIN for the
-    rest; names in `silent` get no answer at all. Counts the A queries per name."""
+    rest; names in `silent` get no answer at all, names in `slow` theirs after that many seconds.
+    Counts the A queries per name."""
 
-    def __init__(self, records: dict[str, tuple[str, int]], silent: set[str] = frozenset()):
+    def __init__(self, records: dict[str, tuple[str, int]], silent: set[str] = frozenset(),
+                 slow: dict[str, float] | None = None):
         self.records = records
         self.silent = silent
+        self.slow = slow or {}
+        self.asked_slow = threading.Event()
         self.queries: Counter[str] = Counter()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -42,8 +46,30 @@ class LoopbackDnsServer:
             except socket.timeout:
                 continue
             answer = self._answer(query)
-            if answer is not None:
-                self.sock.sendto(answer, peer)
+            if answer is None:
+                continue
+            delay = self.slow.get(self._name(query), 0.0)
+            if delay > 0:
+                self.asked_slow.set()
+                timer = threading.Timer(delay, self._send, (answer, peer))
+                timer.daemon = True
+                timer.start()
+            else:
+                self._send(answer, peer)
+
+    def _send(self, answer: bytes, peer) -> None:
+        try:
+            self.sock.sendto(answer, peer)
+        except OSError:
+            pass  # closed at the end of the class
+
+    @staticmethod
+    def _name(query: bytes) -> str:
+        labels, at = [], 12
+        while query[at] != 0:
+            labels.append(query[at + 1:at + 1 + query[at]].decode("ascii").lower())
+            at += 1 + query[at]
+        return ".".join(labels)
 
     def _answer(self, query: bytes) -> bytes | None:
         ident, _flags, qdcount = struct.unpack("!HHH", query[:6])
@@ -88,6 +114,8 @@ class DnsTest(ProxyTestCase):
     IMDS = "imds.blob.core.windows.net"
     MISSING = "missing.blob.core.windows.net"
     SILENT = "silent.blob.core.windows.net"
+    SLOW = "slow.blob.core.windows.net"
+    SLOW_SECONDS = 0.3
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -95,7 +123,8 @@ class DnsTest(ProxyTestCase):
         cls.echo = cls.close_after_class(echo_server())
         cls.dns = cls.close_after_class(LoopbackDnsServer(
             {cls.CACHED: ("127.0.0.1", 300), cls.SHORT_TTL: ("127.0.0.1", 1),
-             cls.IMDS: ("169.254.169.254", 300)}, silent={cls.SILENT}))
+             cls.IMDS: ("169.254.169.254", 300), cls.SLOW: ("127.0.0.1", 0)}, silent={cls.SILENT},
+            slow={cls.SLOW: cls.SLOW_SECONDS}))
         config = base_config(workdir, ports=[cls.echo.port], dns_hosts={}, dns_timeout_ms=400)
         config["dns"]["servers"] = [f"127.0.0.1:{cls.dns.port}"]
         config["proxy"]["workers"] = 1  # one worker: one cache, so the query counts are exact
@@ -128,6 +157,24 @@ class DnsTest(ProxyTestCase):
         # TTL 1 s: within a bounded wait, a new CONNECT must cause a new query.
         self.assertTrue(wait_for(lambda: (self.round_trip(self.SHORT_TTL), self.dns.queries[self.SHORT_TTL] >= 2)[1]),
                         "the answer was served after its TTL ran out")
+
+    def test_bytes_sent_while_the_proxy_resolves_reach_the_upstream_in_order(self) -> None:
+        # The client does not wait for the 200 (as some agents do not): what it writes during
+        # the dial is kept, in order, ahead of what it writes after.
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5) as sock:
+            sock.sendall(connect_request(f"{self.SLOW}:{self.echo.port}"))
+            self.assertTrue(self.dns.asked_slow.wait(5), "the proxy never asked for the slow name")
+            for piece in (b"first ", b"second "):
+                sock.sendall(piece)
+                time.sleep(0.05)
+            head = recv_exactly(sock, len(ESTABLISHED))
+            self.assertEqual(head, ESTABLISHED)
+            sock.sendall(b"third")
+            self.assertEqual(recv_exactly(sock, len(b"first second third")), b"first second third")
+            port = sock.getsockname()[1]
+        record = self.proxy.audit_for_client(port)
+        self.assertEqual(record["bytes_up"], len(b"first second third"), record)
+        self.assertGreaterEqual(record["connect_ms"], self.SLOW_SECONDS * 1000 * 0.8, record)
 
     def test_an_answer_pointing_at_imds_is_refused(self) -> None:
         response, body, port = send_raw(self.proxy, connect_request(f"{self.IMDS}:{self.echo.port}"))
