@@ -1,6 +1,6 @@
 #include "audit/audit_record.hpp"
 
-#include <ctime>
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -51,19 +51,60 @@ void append_json_string(std::string& out, std::string_view s) {
     out.push_back('"');
 }
 
-std::string rfc3339_utc(std::chrono::system_clock::time_point tp) {
+void append_digits(std::string& out, unsigned value, int width) {
+    char digits[10];
+    for (int i = width - 1; i >= 0; --i) {
+        digits[i] = static_cast<char>('0' + value % 10);
+        value /= 10;
+    }
+    out.append(digits, static_cast<std::size_t>(width));
+}
+
+// "2026-12-02T13:46:14.123Z": calendar arithmetic only (no gmtime_r, no format string), for
+// every line of every connection.
+void append_rfc3339_utc(std::string& out, std::chrono::system_clock::time_point tp) {
     using namespace std::chrono;
-    const auto ms = duration_cast<milliseconds>(tp.time_since_epoch()).count();
-    const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&seconds, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+    const auto ms = floor<milliseconds>(tp);
+    const auto day = floor<days>(ms);
+    const year_month_day date{day};
+    const hh_mm_ss time{ms - day};
+    append_digits(out, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    out.push_back('-');
+    append_digits(out, static_cast<unsigned>(date.month()), 2);
+    out.push_back('-');
+    append_digits(out, static_cast<unsigned>(date.day()), 2);
+    out.push_back('T');
+    append_digits(out, static_cast<unsigned>(time.hours().count()), 2);
+    out.push_back(':');
+    append_digits(out, static_cast<unsigned>(time.minutes().count()), 2);
+    out.push_back(':');
+    append_digits(out, static_cast<unsigned>(time.seconds().count()), 2);
+    out.push_back('.');
+    append_digits(out, static_cast<unsigned>(time.subseconds().count()), 3);
+    out.push_back('Z');
+}
+
+// escape_client_bytes and then JSON escaping, in one pass and with no string in between.
+void append_client_json_string(std::string& out, std::string_view bytes) {
+    out.push_back('"');
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        const auto c = static_cast<unsigned char>(bytes[i]);
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') continue;
+        out.append(bytes.substr(run, i - run));
+        run = i + 1;
+        if (c == '\\') out += "\\\\\\\\";  // "\\" for the client's backslash, JSON-escaped
+        else if (c == '"') out += "\\\"";
+        else append_hex_byte(out, c, "\\\\x");
+    }
+    out.append(bytes.substr(run));
+    out.push_back('"');
 }
 
 // Room for a typical line, so that building one allocates once.
 constexpr std::size_t kTypicalLineBytes = 512;
 
+// Field names are plain ASCII (audit/fields.hpp): they are written as they are.
 class LineBuilder {
 public:
     LineBuilder() { out_.reserve(kTypicalLineBytes); }
@@ -71,13 +112,22 @@ public:
         key_(key);
         append_json_string(out_, value);
     }
-    void client_text(std::string_view key, std::string_view value) { string(key, escape_client_bytes(value)); }
+    void time(std::string_view key, std::chrono::system_clock::time_point value) {
+        key_(key);
+        out_.push_back('"');
+        append_rfc3339_utc(out_, value);
+        out_.push_back('"');
+    }
+    void client_text(std::string_view key, std::string_view value) {
+        key_(key);
+        append_client_json_string(out_, value);
+    }
     void client_texts(std::string_view key, const std::vector<std::string>& values) {
         key_(key);
         out_.push_back('[');
         for (std::size_t i = 0; i < values.size(); ++i) {
             if (i > 0) out_.push_back(',');
-            append_json_string(out_, escape_client_bytes(values[i]));
+            append_client_json_string(out_, values[i]);
         }
         out_.push_back(']');
     }
@@ -99,8 +149,9 @@ public:
 private:
     void key_(std::string_view key) {
         out_.push_back(out_.empty() ? '{' : ',');
-        append_json_string(out_, key);
-        out_.push_back(':');
+        out_.push_back('"');
+        out_.append(key);
+        out_ += "\":";
     }
     std::string out_;
 };
@@ -144,7 +195,7 @@ std::string escape_client_bytes(std::string_view bytes) {
 
 std::string format_line(const Record& r) {
     LineBuilder line;
-    line.string(field::time, rfc3339_utc(r.time));
+    line.time(field::time, r.time);
     line.string(field::record, to_string(r.kind));
     line.string(field::connection_id, r.connection_id);
     line.string(field::vm, r.vm);

@@ -65,6 +65,26 @@ TEST_CASE("an audit line is one JSON object with every field", "[audit]") {
     CHECK(j.size() == 22);
 }
 
+
+TEST_CASE("times are RFC 3339 UTC with milliseconds across calendar edges", "[audit]") {
+    using std::chrono::milliseconds;
+    using std::chrono::system_clock;
+    const std::pair<std::int64_t, const char*> cases[] = {
+        {0, "1970-01-01T00:00:00.000Z"},
+        {951782400000 - 1, "2000-02-28T23:59:59.999Z"},
+        {951782400000, "2000-02-29T00:00:00.000Z"},  // the leap day of a year divisible by 400
+        {4107542399999, "2100-02-28T23:59:59.999Z"},              // 2100 is no leap year
+        {4107542400000, "2100-03-01T00:00:00.000Z"},
+        {1798761599007, "2026-12-31T23:59:59.007Z"},
+    };
+    for (const auto& [ms, expected] : cases) {
+        Record r = sample();
+        r.time = system_clock::time_point(milliseconds(ms));
+        const auto j = nlohmann::json::parse(egressgate::audit::format_line(r));
+        CHECK(j[std::string(field::time)] == expected);
+    }
+}
+
 TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]") {
     struct Case {
         const char* name;
@@ -75,6 +95,11 @@ TEST_CASE("client-controlled text cannot break or forge an audit line", "[audit]
         {"forged field", "x\",\"decision\":\"allow"},
         {"control bytes", std::string("a\0b\x01\x1f\x7f", 6)},
         {"backslash", "a\\\"b"},
+        {"every byte", [] {
+             std::string all;
+             for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
+             return all + all;  // twice: runs of plain bytes between escapes, both ways round
+         }()},
     };
     for (const auto& c : cases) {
         DYNAMIC_SECTION(c.name) {
