@@ -9,10 +9,10 @@
 
 namespace egressgate::audit {
 
-// Keys are the canonical text of the unmapped address, so that a dual-stack listener that sees
-// ::ffff:10.0.0.4 finds the VM registered as 10.0.0.4, whichever form either side used.
+// Keys are unmapped addresses, so that a dual-stack listener that sees ::ffff:10.0.0.4 finds the
+// VM registered as 10.0.0.4, whichever form either side used.
 void Inventory::add(const policy::IpAddress& ip, std::string vm_name) {
-    names_[ip.unmapped().to_string()] = std::move(vm_name);
+    names_[ip.unmapped()] = std::move(vm_name);
 }
 
 bool Inventory::has_name(std::string_view vm_name) const {
@@ -20,7 +20,7 @@ bool Inventory::has_name(std::string_view vm_name) const {
 }
 
 std::optional<std::string_view> Inventory::find(const policy::IpAddress& ip) const {
-    const auto it = names_.find(ip.unmapped().to_string());
+    const auto it = names_.find(ip.unmapped());
     if (it == names_.end()) return std::nullopt;
     return std::string_view{it->second};
 }

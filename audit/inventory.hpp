@@ -22,7 +22,7 @@ public:
     std::size_t size() const { return names_.size(); }
 
 private:
-    std::unordered_map<std::string, std::string> names_;  // canonical IP text -> VM name
+    std::unordered_map<policy::IpAddress, std::string, policy::IpAddressHash> names_;  // unmapped address -> VM name
 };
 
 struct VmAddress {

@@ -38,8 +38,11 @@ bool has_port(const std::vector<std::uint16_t>& ports, std::uint16_t port) {
     return std::find(ports.begin(), ports.end(), port) != ports.end();
 }
 
-void note(Trace* trace, std::string step) {
-    if (trace != nullptr) trace->push_back(std::move(step));
+// The step's text is built only when someone asks for the trace (--explain), not for every
+// connection.
+template <typename Describe>
+void note(Trace* trace, Describe&& describe) {
+    if (trace != nullptr) trace->push_back(std::string(describe()));
 }
 
 std::string rule_label(const EgressRule& rule) { return std::string(kRulePrefix) + rule.name; }
@@ -90,8 +93,10 @@ std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const T
         matched = "service tag " + std::string(*tag);
     }
     const std::string label = rule_label(rule) + " " + matched;
-    note(trace, "rule \"" + rule.name + "\" matches (" + matched + "): " +
-                    (rule.action == RuleAction::allow ? "allow" : "deny"));
+    note(trace, [&] {
+        return "rule \"" + rule.name + "\" matches (" + matched + "): " +
+               (rule.action == RuleAction::allow ? "allow" : "deny");
+    });
     if (rule.action == RuleAction::deny) return deny(reason::denied_by_rule, label, rule.name);
     Decision d = allow(literal ? reason::address_allowed : reason::host_allowed, label, rule.name);
     if (name && (rule.service_tags || rules_.require_service_tag)) {
@@ -123,23 +128,23 @@ EgressMode EgressPolicy::mode_of(const Target& target, const Client& client) con
 Decision EgressPolicy::decide_global(const Target& target, const std::optional<IpAddress>& literal,
                                      const std::optional<std::string>& name, Trace* trace) const {
     if (!has_port(rules_.ports, target.port)) {
-        note(trace, "[egress] ports do not list " + std::to_string(target.port) + ": deny");
+        note(trace, [&] { return "[egress] ports do not list " + std::to_string(target.port) + ": deny"; });
         return deny(reason::port_not_allowed, std::string(kRulePorts), kRulePorts);
     }
     if (literal) {
         if (const Cidr* cidr = rules_.allow_addresses.find(*literal)) {
-            note(trace, "[egress] allow_addresses " + cidr->to_string() + ": allow");
+            note(trace, [&] { return "[egress] allow_addresses " + cidr->to_string() + ": allow"; });
             return address_exemption(*cidr);
         }
         if (const auto tag = rules_.service_tags ? rules_.service_tags->tag_of(*literal) : std::nullopt) {
-            note(trace, "[egress] service_tags: the address lies in " + std::string(*tag) + ": allow");
+            note(trace, [&] { return "[egress] service_tags: the address lies in " + std::string(*tag) + ": allow"; });
             return allow(reason::address_allowed, std::string(kRuleServiceTags) + " " + std::string(*tag), kRuleServiceTags);
         }
-        note(trace, "an IP literal outside [egress] allow_addresses and service_tags: deny");
+        note(trace, [&] { return "an IP literal outside [egress] allow_addresses and service_tags: deny"; });
         return deny(reason::ip_literal_not_allowed, std::string(kRuleAllowAddresses), kRuleAllowAddresses);
     }
     if (const auto match = rules_.hosts.find(*name)) {
-        note(trace, "[egress] hosts: " + match->origin + " " + match->pattern + ": allow");
+        note(trace, [&] { return "[egress] hosts: " + match->origin + " " + match->pattern + ": allow"; });
         Decision d = allow(reason::host_allowed, match->origin + " " + match->pattern, match->origin);
         if (rules_.require_service_tag) {
             d.within = rules_.service_tags;
@@ -149,14 +154,14 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
         return d;
     }
     if (rules_.service_tags) {
-        note(trace, "[egress] service_tags: allowed if every address lies in them");
+        note(trace, [&] { return "[egress] service_tags: allowed if every address lies in them"; });
         Decision d = allow(reason::host_allowed, std::string(kRuleServiceTags) + ", by address", kRuleServiceTags);
         d.within = rules_.service_tags;
         d.within_rule = std::string(kRuleServiceTags);
         d.within_name = std::string(kRuleServiceTags);
         return d;
     }
-    note(trace, "no rule and no [egress] host allows it: deny");
+    note(trace, [&] { return "no rule and no [egress] host allows it: deny"; });
     return deny(reason::host_not_allowed, std::string(kRuleHosts), kRuleHosts);
 }
 
@@ -166,13 +171,13 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
     const auto name = literal ? std::nullopt : normalize_host(target.host);
     // An invalid host is checked first and never reported: report mode must not let it through.
     if (!literal && !name) {
-        note(trace, "\"" + target.host + "\" is not a valid host name: deny");
+        note(trace, [&] { return "\"" + target.host + "\" is not a valid host name: deny"; });
         return deny(reason::invalid_host, std::string(kRuleHostSyntax), kRuleHostSyntax);
     }
     // The deny list is the admin's last word, in report mode too.
     if (name) {
         if (const auto match = rules_.deny_hosts.find(*name)) {
-            note(trace, "[egress] deny_hosts " + match->pattern + ": deny");
+            note(trace, [&] { return "[egress] deny_hosts " + match->pattern + ": deny"; });
             return deny(reason::host_denied, std::string(kRuleDenyHosts) + " " + match->pattern, kRuleDenyHosts);
         }
     }
@@ -180,14 +185,14 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
         const EgressRule& rule = *match->rule;
         Decision& d = match->decision;
         if (d.verdict == Verdict::deny && rule.mode.value_or(rules_.mode) == EgressMode::report) {
-            note(trace, "rule \"" + rule.name + "\" is in report mode: allowed, audited as report");
+            note(trace, [&] { return "rule \"" + rule.name + "\" is in report mode: allowed, audited as report"; });
             d.verdict = Verdict::report;
         }
         return d;
     }
     Decision d = decide_global(target, literal, name, trace);
     if (d.verdict == Verdict::deny && rules_.mode == EgressMode::report) {
-        note(trace, "[egress] mode = \"report\": allowed, audited as report");
+        note(trace, [&] { return "[egress] mode = \"report\": allowed, audited as report"; });
         d.verdict = Verdict::report;
     }
     return d;
@@ -200,22 +205,28 @@ Decision EgressPolicy::check_address(const IpAddress& address, const Decision& d
     if (decision.within) {
         tag = decision.within->tag_of(address);
         if (!tag) {
-            note(trace, address.to_string() + ": outside the service tags " + decision.within_rule + " requires: deny");
+            note(trace, [&] {
+                return address.to_string() + ": outside the service tags " + decision.within_rule + " requires: deny";
+            });
             return deny(reason::address_outside_service_tags, decision.within_rule, decision.within_name);
         }
-        note(trace, address.to_string() + ": in service tag " + std::string(*tag));
+        note(trace, [&] { return address.to_string() + ": in service tag " + std::string(*tag); });
     }
     if (const Cidr* cidr = rules_.allow_addresses.find(address)) {
-        note(trace, address.to_string() + ": in [egress] allow_addresses " + cidr->to_string() + ": allow");
+        note(trace, [&] {
+            return address.to_string() + ": in [egress] allow_addresses " + cidr->to_string() + ": allow";
+        });
         return address_exemption(*cidr);
     }
     const AddressClass c = classify_address(address);
     if (c != AddressClass::public_unicast) {
         // Never Verdict::report: in report mode too, IMDS and WireServer would answer as the proxy VM.
-        note(trace, address.to_string() + ": " + std::string(to_string(c)) + ", never a destination: deny");
+        note(trace, [&] {
+            return address.to_string() + ": " + std::string(to_string(c)) + ", never a destination: deny";
+        });
         return deny(reason::destination_address_denied, std::string(to_string(c)), to_string(c));
     }
-    note(trace, address.to_string() + ": public_unicast: allow");
+    note(trace, [&] { return address.to_string() + ": public_unicast: allow"; });
     if (tag) return allow(reason::address_allowed, decision.within_rule + " " + std::string(*tag), decision.within_name);
     return allow(reason::address_allowed, std::string(kRulePublic), kRulePublic);
 }
@@ -225,8 +236,10 @@ std::optional<Decision> EgressPolicy::check_resolution(const std::vector<IpAddre
     if (!decision.within) return std::nullopt;
     for (const auto& address : addresses) {
         if (decision.within->tag_of(address)) continue;
-        note(trace, address.to_string() + ": outside the service tags " + decision.within_rule +
-                        " requires, so the name is refused: deny");
+        note(trace, [&] {
+            return address.to_string() + ": outside the service tags " + decision.within_rule +
+                   " requires, so the name is refused: deny";
+        });
         return deny(reason::address_outside_service_tags, decision.within_rule, decision.within_name);
     }
     return std::nullopt;

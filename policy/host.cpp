@@ -100,15 +100,14 @@ void HostPatternSet::add(const HostPattern& pattern, std::string origin) {
 }
 
 std::optional<HostPatternSet::Match> HostPatternSet::find(std::string_view normalized_host) const {
-    if (const auto it = exact_.find(std::string(normalized_host)); it != exact_.end()) {
+    if (const auto it = exact_.find(normalized_host); it != exact_.end()) {
         return Match{it->first, it->second};
     }
     // Each proper suffix after a label boundary, longest (most specific) first; never the whole
     // name, because "*.x" does not match "x".
     for (auto dot = normalized_host.find('.'); dot != std::string_view::npos;
          dot = normalized_host.find('.', dot + 1)) {
-        const std::string suffix(normalized_host.substr(dot + 1));
-        if (const auto it = suffixes_.find(suffix); it != suffixes_.end()) {
+        if (const auto it = suffixes_.find(normalized_host.substr(dot + 1)); it != suffixes_.end()) {
             return Match{std::string(kWildcardPrefix) + it->first, it->second};
         }
     }

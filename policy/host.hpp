@@ -1,6 +1,7 @@
 #pragma once
 // Host names and request targets as the policy sees them: normalised, validated, pure.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,8 +64,14 @@ public:
     std::size_t size() const { return exact_.size() + suffixes_.size(); }
 
 private:
-    std::unordered_map<std::string, std::string> exact_;     // name -> origin
-    std::unordered_map<std::string, std::string> suffixes_;  // suffix -> origin
+    // Looked up by string_view: a lookup builds no string.
+    struct NameHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
+    };
+    using Names = std::unordered_map<std::string, std::string, NameHash, std::equal_to<>>;
+    Names exact_;     // name -> origin
+    Names suffixes_;  // suffix -> origin
 };
 
 }  // namespace egressgate::policy
