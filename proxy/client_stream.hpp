@@ -1,7 +1,11 @@
 #pragma once
 // The client side of a session: plain TCP, or TLS for clients of [proxy] tls_listen. One session
 // type serves both; the stream looks like any Asio AsyncStream to the code that reads and writes.
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <memory>
+#include <string_view>
 #include <variant>
 
 #include <boost/asio/ssl.hpp>
@@ -46,13 +50,28 @@ public:
         return std::visit([&](auto& s) { return layer(s).async_write_some(buffers, std::forward<Token>(token)); }, stream_);
     }
 
-    // The server side of the TLS handshake; nothing to do for plain TCP.
+    // The server side of the TLS handshake (TLS clients only: plain TCP has none).
     awaitable<error_code> handshake() {
         error_code ec;
-        if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&stream_)) {
-            co_await (*tls)->async_handshake(asio::ssl::stream_base::server, with_error(ec));
-        }
+        co_await std::get<std::unique_ptr<TlsStream>>(stream_)->async_handshake(asio::ssl::stream_base::server,
+                                                                                 with_error(ec));
         co_return ec;
+    }
+
+    // Sends what a plain TCP client's socket takes at once, so that a short answer (the 200)
+    // needs no wait and no trip through the event loop; the caller writes the rest. A TLS
+    // client takes nothing here: OpenSSL owns its record layer.
+    std::size_t send_now(std::string_view bytes, error_code& ec) {
+        if (is_tls()) return 0;
+        for (;;) {
+            const ssize_t n = ::send(socket().native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n >= 0) return static_cast<std::size_t>(n);
+            if (errno == EAGAIN) return 0;
+            if (errno != EINTR) {
+                ec = error_code(errno, boost::system::system_category());
+                return 0;
+            }
+        }
     }
 
     // TLS has no half close that keeps reading (close_notify needs its own exchange): the FIN

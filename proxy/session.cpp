@@ -55,7 +55,8 @@ void ClientSession::shutdown() {
 }
 
 awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSession> self) {
-    const error_code handshake = co_await client_.handshake();
+    error_code handshake;
+    if (client_.is_tls()) handshake = co_await client_.handshake();
     if (handshake) {
         end_with(CloseReason::tls_handshake_failed);
         finish();
@@ -136,7 +137,10 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
     watching_client_ = !client_.is_tls();
     if (watching_client_) watch_client();
     enter(Phase::resolving, config_->dns.timeout);
-    const Resolution resolution = co_await dialer_.resolve(*config_, target);
+    // No co_await inside ?: here: GCC 12 mishandles the temporaries of such an expression.
+    std::optional<Resolution> known = Dialer::resolve_at_once(*config_, target);
+    if (!known) known = co_await dialer_.look_up(target.host);
+    const Resolution& resolution = *known;
     ConnectResult result;
     if (!resolution.addresses.empty() && !client_left_) {
         enter(Phase::connecting, config_->timeouts.connect);

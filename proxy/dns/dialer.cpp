@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <optional>
 
 #include "policy/prefix_set.hpp"
 #include "proxy/resource_shortage.hpp"
@@ -27,6 +28,27 @@ error_code defer_port_choice(tcp::socket& socket) {
     return error_code(errno, boost::system::system_category());
 }
 
+// connect(2) on the socket made non-blocking, then (in attempt) a wait for it to turn
+// writable and SO_ERROR for the outcome. Asio's async_connect does the same and, after the
+// wait, asks poll(2) once more whether the connect is done: writable already said so.
+// A value: the connect ended at once (on loopback it can), or failed to start.
+std::optional<error_code> start_connect(const tcp::endpoint& to, tcp::socket& upstream) {
+    error_code ec;
+    upstream.non_blocking(true, ec);
+    if (ec) return ec;
+    if (::connect(upstream.native_handle(), to.data(), static_cast<socklen_t>(to.size())) == 0) return ec;
+    // EINTR: the connect goes on in the background, as with EINPROGRESS.
+    if (errno == EINPROGRESS || errno == EINTR) return std::nullopt;
+    return error_code(errno, boost::system::system_category());
+}
+
+error_code connect_outcome(tcp::socket& upstream) {
+    int error = 0;
+    socklen_t length = sizeof error;
+    if (::getsockopt(upstream.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+    return error_code(error, boost::system::system_category());
+}
+
 }  // namespace
 
 asio::ip::address to_asio(const policy::IpAddress& address) {
@@ -40,12 +62,16 @@ policy::IpAddress from_asio(const asio::ip::address& address) {
     return policy::IpAddress::v6(address.to_v6().to_bytes());
 }
 
-awaitable<Resolution> Dialer::resolve(const config::Config& config, const policy::Target& target) {
-    if (target.literal) co_return Resolution{{*target.literal}, DnsOutcome::answered};
+std::optional<Resolution> Dialer::resolve_at_once(const config::Config& config, const policy::Target& target) {
+    if (target.literal) return Resolution{{*target.literal}, DnsOutcome::answered};
     if (auto pinned = config.dns.static_hosts.find(target.host); pinned != config.dns.static_hosts.end()) {
-        co_return Resolution{pinned->second, DnsOutcome::answered};
+        return Resolution{pinned->second, DnsOutcome::answered};
     }
-    lookup_ = resolver_.lookup(target.host);
+    return std::nullopt;
+}
+
+awaitable<Resolution> Dialer::look_up(const std::string& host) {
+    lookup_ = resolver_.lookup(host);
     co_await lookup_->wait();
     co_return Resolution{lookup_->addresses(), lookup_->outcome()};
 }
@@ -99,7 +125,10 @@ awaitable<error_code> Dialer::connect_from_sources(const tcp::endpoint& to, cons
     for (const auto& source : sources) {
         if (source.is_v4() == to.address().is_v4()) family.push_back(&source);
     }
-    if (family.empty()) co_return co_await attempt(to, nullptr, upstream);
+    if (family.empty()) {
+        const error_code ec = co_await attempt(to, nullptr, upstream);  // into a local first: see asio.hpp
+        co_return ec;
+    }
     const std::size_t first = source_turn_++ % family.size();
     error_code ec = co_await attempt(to, family[first], upstream);
     for (std::size_t i = 1; i < family.size() && is_port_shortage(ec) && upstream.is_open(); ++i) {
@@ -119,8 +148,10 @@ awaitable<error_code> Dialer::attempt(const tcp::endpoint& to, const policy::IpA
         if (!ec) upstream.bind(tcp::endpoint(to_asio(*source), 0), ec);
         if (ec) co_return ec;
     }
-    co_await upstream.async_connect(to, with_error(ec));
-    co_return ec;
+    if (auto done = start_connect(to, upstream)) co_return *done;
+    co_await upstream.async_wait(tcp::socket::wait_write, with_error(ec));
+    if (ec) co_return ec;  // closed under the wait: a deadline, the client leaving, shutdown
+    co_return connect_outcome(upstream);
 }
 
 }  // namespace egressgate::proxy

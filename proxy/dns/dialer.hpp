@@ -34,8 +34,10 @@ public:
     // `source_turn` is the worker's: consecutive dials start from consecutive source addresses.
     Dialer(DnsResolver& resolver, std::uint32_t& source_turn) : resolver_(resolver), source_turn_(source_turn) {}
 
-    // [dns.hosts] first, then DNS (through the worker's cache).
-    awaitable<Resolution> resolve(const config::Config& config, const policy::Target& target);
+    // An IP literal or a [dns.hosts] name: the answer without DNS, and without a wait.
+    static std::optional<Resolution> resolve_at_once(const config::Config& config, const policy::Target& target);
+    // DNS, through the worker's cache.
+    awaitable<Resolution> look_up(const std::string& host);
 
     // Tries each address the policy permits, in the resolver's order, until one connects. Never
     // resolves again: the address checked is the address dialed.

@@ -62,7 +62,10 @@ awaitable<bool> TunnelSession::open(const policy::Target& target) {
     session_.enter(Phase::tunneling, config.timeouts.idle);
     session_.last_activity() = steady_clock::now();
     error_code ec;
-    co_await asio::async_write(session_.client(), asio::buffer(http::kConnectEstablished), with_error(ec));
+    const std::size_t sent = session_.client().send_now(http::kConnectEstablished, ec);
+    if (!ec && sent < http::kConnectEstablished.size()) {
+        co_await asio::async_write(session_.client(), asio::buffer(http::kConnectEstablished.substr(sent)), with_error(ec));
+    }
     if (ec) {
         session_.reset_both(CloseReason::client_reset);
         co_return false;

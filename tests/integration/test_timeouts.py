@@ -12,6 +12,8 @@ HEADER_MS = 300
 IDLE_MS = 300
 CLOSE_BOUND = 3.0  # seconds: ten times the configured timeouts, and then some
 REFUSED_NAME = "refused.blob.core.windows.net"
+SILENT_NAME = "silent.blob.core.windows.net"  # its port drops every SYN
+CONNECT_MS = 1000
 UNRESOLVABLE_NAME = "no-such-account-egressgate-test.blob.core.windows.net"
 
 
@@ -21,11 +23,23 @@ class TimeoutTest(ProxyTestCase):
         workdir = cls.class_workdir("egressgate-timeouts-")
         cls.echo = cls.close_after_class(echo_server())
         cls.refused_port = free_loopback_port()  # nothing listens there
+        cls.silent_port = cls.fill_accept_queue()
         config = base_config(
-            workdir, ports=[443, cls.echo.port, cls.refused_port],
-            dns_hosts={STORAGE_NAME: "127.0.0.1", REFUSED_NAME: "127.0.0.1"},
-            header_ms=HEADER_MS, idle_ms=IDLE_MS, connect_ms=1000, dns_timeout_ms=1000)
+            workdir, ports=[443, cls.echo.port, cls.refused_port, cls.silent_port],
+            dns_hosts={STORAGE_NAME: "127.0.0.1", REFUSED_NAME: "127.0.0.1", SILENT_NAME: "127.0.0.1"},
+            header_ms=HEADER_MS, idle_ms=IDLE_MS, connect_ms=CONNECT_MS, dns_timeout_ms=1000)
         cls.proxy = cls.start_proxy(config, workdir)
+
+    @classmethod
+    def fill_accept_queue(cls) -> int:
+        """A listener whose accept queue (backlog 0) holds one connection nobody accepts: Linux
+        drops every further SYN to it, so a connect there neither succeeds nor is refused."""
+        listener = cls.close_after_class(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        cls.close_after_class(socket.create_connection(("127.0.0.1", port), timeout=5))
+        return port
 
     def assert_header_timeout_audited(self, client_port: int, data: bytes) -> None:
         record = self.proxy.audit_for_client(client_port)
@@ -148,8 +162,17 @@ class TimeoutTest(ProxyTestCase):
         self.assertEqual(record["close_reason"], "rejected", record)
 
     def test_connect_timeout_gets_504(self):
-        self.skipTest("a connect timeout needs a destination that drops SYNs; loopback answers "
-                      "every SYN (RST when closed), so it cannot be forced here")
+        started = time.monotonic()
+        response, body, client_port = send_raw(self.proxy,
+                                               connect_request(f"{SILENT_NAME}:{self.silent_port}"))
+        elapsed = time.monotonic() - started
+        self.assert_rejection(response, body, 504, "connect_timeout")
+        self.assertGreaterEqual(elapsed, CONNECT_MS / 1000 * 0.8, "answered before connect_ms")
+        self.assertLess(elapsed, CONNECT_MS / 1000 + CLOSE_BOUND)
+        record = self.proxy.audit_for_client(client_port)
+        self.assertEqual(record["status"], 504, record)
+        self.assertEqual(record["reason"], "connect_timeout", record)
+        self.assertEqual(record["resolved"], "127.0.0.1", record)
 
 
 if __name__ == "__main__":
