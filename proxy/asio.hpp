@@ -20,7 +20,8 @@ using asio::use_awaitable;
 
 // GCC 12 miscompiles `if (co_await f())` and `co_return co_await f();` in Asio coroutines (the
 // awaited frame is destroyed twice and the session crashes). Await into a local first, and keep
-// co_await out of conditional expressions too.
+// co_await out of conditional expressions too (a ?: arm once dialled a garbage address).
+// tests/lint_coroutine_forms.sh fails the build's tests on any of these forms.
 
 // Completion token for the data path: errors come back as values, never as exceptions.
 inline auto with_error(error_code& ec) { return asio::redirect_error(use_awaitable, ec); }
