@@ -100,7 +100,9 @@ awaitable<ConnectResult> Dialer::connect(const config::Config& config, const pol
         }
         result.any_permitted = true;
         const tcp::endpoint to(to_asio(address), port);
-        const error_code ec = co_await connect_from_sources(to, config.source_addresses, upstream);
+        error_code ec;
+        if (config.source_addresses.empty()) ec = co_await attempt(to, nullptr, upstream);
+        else ec = co_await connect_from_sources(to, config.source_addresses, upstream);
         if (!ec) {
             error_code ignored;
             upstream.set_option(tcp::no_delay(true), ignored);

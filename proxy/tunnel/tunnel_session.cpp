@@ -76,7 +76,10 @@ awaitable<bool> TunnelSession::open(const policy::Target& target) {
         if (!permitted) co_return false;
         session_.enter(Phase::tunneling, config.timeouts.idle);
     }
-    const bool forwarded = co_await forward_pipelined();
+    // Bytes the client wrote ahead of the 200 go first; with none there is no step to take.
+    bool forwarded = true;
+    if (!session_.pipelined().empty()) forwarded = co_await forward_pipelined();
+    std::string().swap(session_.pipelined());  // its capacity goes back too
     co_return forwarded;
 }
 
@@ -124,16 +127,13 @@ awaitable<bool> TunnelSession::inspect_start(const policy::Target& target) {
 
 awaitable<bool> TunnelSession::forward_pipelined() {
     auto& pipelined = session_.pipelined();
-    if (!pipelined.empty()) {
-        error_code ec;
-        co_await asio::async_write(session_.upstream(), asio::buffer(pipelined), with_error(ec));
-        if (ec) {
-            session_.reset_both(CloseReason::upstream_reset);
-            co_return false;
-        }
-        session_.record().bytes_up += pipelined.size();
+    error_code ec;
+    co_await asio::async_write(session_.upstream(), asio::buffer(pipelined), with_error(ec));
+    if (ec) {
+        session_.reset_both(CloseReason::upstream_reset);
+        co_return false;
     }
-    std::string().swap(pipelined);  // give the capacity back too
+    session_.record().bytes_up += pipelined.size();
     co_return true;
 }
 
