@@ -14,6 +14,8 @@
 # Squid and tinyproxy.
 # Phases, for each proxy and for a direct connection, one proxy running at a time:
 #   rate50, rate500  CONNECT, one 64-byte echo round trip, close, looping on 50 / 500 connections
+#   rate_paced       the same cycle offered at PACED_RATE a second (open loop, as VMs arrive): CPU
+#                    per cycle at a load every proxy but tinyproxy keeps up with (proxies only)
 #   stream1, stream8 1 / 8 tunnels writing to a sink
 #   idle             5,000 open tunnels: the proxy's RSS before and after (proxies only)
 #   idle50k          50,000 open tunnels held (egressgate and the bare relay; 5,000 with --quick,
@@ -34,6 +36,7 @@ for arg in "$@"; do
     esac
 done
 IDLE_TUNNELS=5000
+PACED_RATE=2000            # cycles a second in rate_paced: below Squid's rate here, far below ours
 IDLE50K_GOAL=50000
 if [[ $QUICK == 1 ]]; then IDLE50K_GOAL=5000; fi
 # 50,000 tunnels from one client address to one target port would need 50,000 ephemeral ports
@@ -315,6 +318,10 @@ run_phases() {
     fi
     measure "$label" rate50 rate "${echo_route[@]}" "${watch[@]}" --conns 50 --seconds "$PHASE_SECONDS"
     measure "$label" rate500 rate "${echo_route[@]}" "${watch[@]}" --conns 500 --seconds "$PHASE_SECONDS"
+    if [[ $label != direct && $label != tinyproxy ]]; then
+        measure "$label" rate_paced rate "${echo_route[@]}" "${watch[@]}" --conns 50 --pace "$PACED_RATE" \
+            --seconds "$PHASE_SECONDS"
+    fi
     measure "$label" stream1 stream "${sink_route[@]}" "${watch[@]}" --tunnels 1 --seconds "$PHASE_SECONDS"
     measure "$label" stream8 stream "${sink_route[@]}" "${watch[@]}" --tunnels 8 --seconds "$PHASE_SECONDS"
     if [[ $label != direct ]]; then
@@ -393,6 +400,9 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
   core); the "1 worker" column is \`workers = 1\`, for a per-core comparison with Squid.
 - bare relay (bench/egb_relay.cpp, $(nproc) threads): a CONNECT relay with no policy, DNS, deadlines
   or logging and the fewest system calls a relay makes; the floor any proxy could reach here.
+- rate_paced (the "paced" CPU rows): the rate cycle offered at $PACED_RATE a second, 50 connections at most;
+  tinyproxy is left out (it cannot keep that rate). At saturation a slower proxy also pays for
+  waking peers that went idle; at one offered rate every proxy does the same work.
 - Squid $SQUID_VERSION: \`workers 1\` (one process, one core). tinyproxy $TINYPROXY_VERSION: a thread per connection.
 - Access logging during the run: egressgate $(count_lines "$WORK/egressgate/audit.jsonl") + $(count_lines "$WORK/egressgate-1w/audit.jsonl") audit lines,
   Squid $(count_lines "$WORK/squid/access.log") access-log lines, tinyproxy $(count_lines "$WORK/tinyproxy/tinyproxy.log") log lines.
