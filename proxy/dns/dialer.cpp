@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <optional>
 
 #include "policy/prefix_set.hpp"
 #include "proxy/resource_shortage.hpp"
@@ -26,27 +25,6 @@ error_code defer_port_choice(tcp::socket& socket) {
     const int on = 1;
     if (::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on) == 0) return {};
     return error_code(errno, boost::system::system_category());
-}
-
-// connect(2) on the socket made non-blocking, then (in attempt) a wait for it to turn
-// writable and SO_ERROR for the outcome. Asio's async_connect does the same and, after the
-// wait, asks poll(2) once more whether the connect is done: writable already said so.
-// A value: the connect ended at once (on loopback it can), or failed to start.
-std::optional<error_code> start_connect(const tcp::endpoint& to, tcp::socket& upstream) {
-    error_code ec;
-    upstream.non_blocking(true, ec);
-    if (ec) return ec;
-    if (::connect(upstream.native_handle(), to.data(), static_cast<socklen_t>(to.size())) == 0) return ec;
-    // EINTR: the connect goes on in the background, as with EINPROGRESS.
-    if (errno == EINPROGRESS || errno == EINTR) return std::nullopt;
-    return error_code(errno, boost::system::system_category());
-}
-
-error_code connect_outcome(tcp::socket& upstream) {
-    int error = 0;
-    socklen_t length = sizeof error;
-    if (::getsockopt(upstream.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
-    return error_code(error, boost::system::system_category());
 }
 
 }  // namespace
@@ -150,10 +128,11 @@ awaitable<error_code> Dialer::attempt(const tcp::endpoint& to, const policy::IpA
         if (!ec) upstream.bind(tcp::endpoint(to_asio(*source), 0), ec);
         if (ec) co_return ec;
     }
-    if (auto done = start_connect(to, upstream)) co_return *done;
-    co_await upstream.async_wait(tcp::socket::wait_write, with_error(ec));
-    if (ec) co_return ec;  // closed under the wait: a deadline, the client leaving, shutdown
-    co_return connect_outcome(upstream);
+    // Asio's connect, not connect(2) and a writable wait: after the wait it asks poll(2) whether
+    // the connect is really done, and a readiness event meant for a socket closed in the same
+    // batch can reach a new socket that reuses its reactor slot.
+    co_await upstream.async_connect(to, with_error(ec));
+    co_return ec;
 }
 
 }  // namespace egressgate::proxy
