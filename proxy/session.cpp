@@ -200,8 +200,13 @@ void ClientSession::watch_client() {
 void ClientSession::on_client_readable(const error_code& ec, std::uint64_t generation) {
     if (!watching_client_ || generation != watch_generation_) return;  // that dial is over
     // An error here is the socket closed under the wait (a deadline or shutdown): the client is
-    // as good as gone.
-    client_left_ = ec ? std::optional(CloseReason::client_reset) : take_bytes_sent_during_dial();
+    // as good as gone. Bytes read and then not kept (no memory) would leave a gap in the
+    // client's stream, so that ends the dial too.
+    try {
+        client_left_ = ec ? std::optional(CloseReason::client_reset) : take_bytes_sent_during_dial();
+    } catch (const std::bad_alloc&) {
+        client_left_ = CloseReason::resource_exhausted;
+    }
     if (!client_left_) return watch_client();
     watching_client_ = false;
     dialer_.cancel();
