@@ -1,7 +1,7 @@
 #pragma once
-// Coroutines a session runs side by side (a tunnel's two pumps, a request body's upload, the
-// client watch while dialing) and waits for: wait() resumes once every task has ended, so tasks
-// may refer to the waiter's state. Single-threaded: one worker's io_context.
+// Coroutines a session runs side by side (a request body's upload beside the response) and
+// waits for: wait() resumes once every task has ended, so tasks may refer to the waiter's state.
+// Single-threaded: one worker's io_context.
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -25,19 +25,6 @@ public:
             if (e) on_exception(e);
             if (--running_ == 0) all_ended_.cancel();
         });
-    }
-
-    // A task with a result: `on_result` receives it when the task ends without throwing.
-    template <typename T>
-    void spawn(awaitable<T> task, std::function<void(T)> on_result, std::function<void(std::exception_ptr)> on_exception) {
-        ++running_;
-        asio::co_spawn(executor_, std::move(task),
-                       [this, on_result = std::move(on_result), on_exception = std::move(on_exception)](
-                           std::exception_ptr e, T result) {
-                           if (e) on_exception(e);
-                           else on_result(std::move(result));
-                           if (--running_ == 0) all_ended_.cancel();
-                       });
     }
 
     // The timer only carries the wake-up; the count decides, so a task that ends before the
