@@ -21,6 +21,7 @@ struct MessageParser::Impl {
     bool message_completed = false; // set by on_message_complete, taken by feed()
     bool in_value = false;
     bool too_many_headers = false;
+    std::size_t max_headers = kMaxReceivedHeaderCount;
     // Obsolete line folding shows up as a second value chunk that does not continue the first:
     // llhttp skipped the CRLF and the indentation between them.
     const char* feed_begin = nullptr;
@@ -81,7 +82,7 @@ int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     if (!impl.in_head) return 0;
     auto& headers = impl.head->headers;
     if (impl.in_value || headers.empty()) {
-        if (headers.size() == kMaxHeaderCount) {
+        if (headers.size() == impl.max_headers) {
             impl.too_many_headers = true;
             return -1;
         }
@@ -249,7 +250,8 @@ std::size_t MessageHead::header_count(std::string_view name) const {
     return count;
 }
 
-MessageParser::MessageParser(MessageKind kind) : impl_(std::make_unique<Impl>()), kind_(kind) {
+MessageParser::MessageParser(MessageKind kind, std::size_t max_headers) : impl_(std::make_unique<Impl>()), kind_(kind) {
+    impl_->max_headers = max_headers;
     auto& s = impl_->settings;
     llhttp_settings_init(&s);
     s.on_message_begin = on_message_begin;

@@ -17,6 +17,12 @@ namespace egressgate::http {
 // Named limits of what a peer may send before its message head is complete.
 inline constexpr std::size_t kMaxRequestHeadBytes = 16 * 1024;
 inline constexpr std::size_t kMaxHeaderCount = 100;
+// Header fields the proxy may add to a message it forwards (Via; Host or Connection; and
+// X-Forwarded-For or Transfer-Encoding). A peer may send this many fewer than kMaxHeaderCount, so
+// that what the proxy writes stays within it too: Python's http.client, which Azure's Linux agent
+// speaks, refuses a head of more than 100 fields.
+inline constexpr std::size_t kMaxHeadersAdded = 3;
+inline constexpr std::size_t kMaxReceivedHeaderCount = kMaxHeaderCount - kMaxHeadersAdded;
 
 enum class MessageKind { request, response };
 
@@ -57,7 +63,8 @@ class MessageParser {
 public:
     enum class Status { need_more, head_complete, message_complete, error };
 
-    explicit MessageParser(MessageKind kind = MessageKind::request);
+    // `max_headers`: header fields a head may have; past it the head is refused.
+    explicit MessageParser(MessageKind kind = MessageKind::request, std::size_t max_headers = kMaxReceivedHeaderCount);
     ~MessageParser();
     MessageParser(const MessageParser&) = delete;
     MessageParser& operator=(const MessageParser&) = delete;

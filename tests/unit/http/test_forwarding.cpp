@@ -351,3 +351,34 @@ TEST_CASE("the audit trail keeps a request's path, never its query values", "[ht
     CHECK(cut.size() == kMaxAuditedPathBytes);
     CHECK(cut.ends_with("..."));
 }
+
+// The fields the proxy adds must not carry a head past what a client accepts: an origin's response
+// at the most fields a peer may send, rewritten for the client, still parses with a 100-field
+// limit (Python's http.client has one), and so does a client's request rewritten for the origin.
+TEST_CASE("rewritten heads stay within the 100-field limit", "[http][forward]") {
+    std::string fields;
+    for (std::size_t i = 2; i < kMaxReceivedHeaderCount; ++i) fields += "X-Field-" + std::to_string(i) + ": v\r\n";
+    const auto fits = [](const std::string& written, MessageKind kind) {
+        MessageParser client(kind, kMaxHeaderCount);
+        return client.feed(written) == MessageParser::Status::head_complete && client.consumed() == written.size();
+    };
+    SECTION("a response") {
+        const MessageHead response = parse_head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n" + fields + "\r\n",
+            MessageKind::response);
+        REQUIRE(response.headers.size() == kMaxReceivedHeaderCount);
+        CHECK(fits(client_response_head(response, true, true), MessageKind::response));
+        CHECK(fits(client_response_head(response, true, false), MessageKind::response));
+    }
+    SECTION("a request") {
+        const MessageHead request = parse_head(
+            "POST http://a.blob.core.windows.net/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Pad: 1\r\n" + fields + "\r\n");
+        REQUIRE(request.headers.size() == kMaxReceivedHeaderCount);
+        const auto target = std::get<AbsoluteTarget>(forwarding_target(request));
+        CHECK(fits(upstream_request_head(request, target, ForwardOptions{"10.0.0.4", true}), MessageKind::request));
+    }
+    SECTION("one field more is refused on receipt") {
+        MessageParser parser(MessageKind::response);
+        CHECK(parser.feed("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n" + fields + "\r\n") == MessageParser::Status::error);
+    }
+}

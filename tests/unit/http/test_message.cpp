@@ -123,7 +123,7 @@ TEST_CASE("heads over the named limits are refused as too large", "[http]") {
     }
     SECTION("header count") {
         std::string head = "CONNECT a.b:443 HTTP/1.1\r\n";
-        for (std::size_t i = 0; i <= egressgate::http::kMaxHeaderCount; ++i) head += "X: y\r\n";
+        for (std::size_t i = 0; i <= egressgate::http::kMaxReceivedHeaderCount; ++i) head += "X: y\r\n";
         MessageParser parser;
         CHECK(parser.feed(head + "\r\n") == Status::error);
         CHECK(parser.failure() == Failure::request_head_too_large);
