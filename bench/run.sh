@@ -20,6 +20,9 @@
 #   idle             5,000 open tunnels: the proxy's RSS before and after (proxies only)
 #   idle50k          50,000 open tunnels held (egressgate and the bare relay; 5,000 with --quick,
 #                    fewer when the open-file limit cannot hold 50,000)
+#   held50k          when one process's open-file limit cannot hold idle50k's goal: that many
+#                    tunnels held at once by enough egressgate processes (each with its own target
+#                    and generator), every tunnel echoing once more while all of them are open
 # The proxy's CPU time (utime+stime of its process tree) is sampled over each run by the generator.
 set -euo pipefail
 
@@ -31,7 +34,7 @@ QUICK=0
 for arg in "$@"; do
     case "$arg" in
         --quick) PHASE_SECONDS=2; QUICK=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -45,6 +48,7 @@ if [[ $QUICK == 1 ]]; then IDLE50K_GOAL=5000; fi
 IDLE50K_SOURCES=4
 IDLE50K_ECHO_PORTS=4
 IDLE50K_OPEN_SECONDS=90    # opening them all; a tunnel not up by then is a timeout error
+HELD50K_QUICK_SHARDS=2     # --quick: held50k over two processes even when one could hold the goal
 FD_RESERVE=1000            # descriptors a proxy holds besides its tunnels'
 
 if [[ $EUID -ne 0 ]]; then
@@ -198,9 +202,10 @@ log "target: echo 127.0.0.1:$ECHO_PORT, sink 127.0.0.1:$SINK_PORT"
 fill_template() {   # fill_template TEMPLATE OUTPUT DIR [NAME=VALUE...]
     local template=$1 output=$2 dir=$3
     shift 3
-    local script="s|@DIR@|$dir|g; s|@ECHO_PORT@|$ECHO_PORT|g; s|@SINK_PORT@|$SINK_PORT|g; s|@ECHO_PORTS@|$ECHO_PORTS|g; s|@MAX_FD@|$FD_LIMIT|g"
-    local pair
-    for pair in "$@"; do script+="; s|@${pair%%=*}@|${pair#*=}|g"; done
+    # NAME=VALUE pairs first, so that they can stand in for the defaults that follow.
+    local script="" pair
+    for pair in "$@"; do script+="s|@${pair%%=*}@|${pair#*=}|g; "; done
+    script+="s|@DIR@|$dir|g; s|@ECHO_PORT@|$ECHO_PORT|g; s|@SINK_PORT@|$SINK_PORT|g; s|@ECHO_PORTS@|$ECHO_PORTS|g; s|@MAX_FD@|$FD_LIMIT|g"
     sed "$script" "$REPO/bench/$template" > "$output"
 }
 
@@ -209,10 +214,11 @@ free_port() { "$LOADGEN" ports --count 1; }
 PROXY_PID=
 PROXY_PORT=
 
-start_egressgate() {   # start_egressgate NAME WORKERS
-    local dir="$WORK/$1"
+start_egressgate() {   # start_egressgate NAME WORKERS [NAME=VALUE...]: placeholders to fill otherwise
+    local dir="$WORK/$1" workers=$2
+    shift 2
     mkdir -p "$dir"
-    fill_template egressgate.toml.in "$dir/egressgate.toml" "$dir" "WORKERS=$2"
+    fill_template egressgate.toml.in "$dir/egressgate.toml" "$dir" "WORKERS=$workers" "$@"
     "$EGRESSGATE" --check-config "$dir/egressgate.toml" >/dev/null
     "$EGRESSGATE" --config "$dir/egressgate.toml" > "$dir/stdout.log" 2> "$dir/stderr.log" &
     PROXY_PID=$!
@@ -337,6 +343,56 @@ run_idle50k() {
         --open-seconds "$IDLE50K_OPEN_SECONDS"
 }
 
+# run_held50k SHARDS: IDLE50K_GOAL tunnels held at once by SHARDS egressgate processes, each with
+# a target and a generator of its own (every process stays inside the open-file limit). The
+# generators meet at a barrier once their tunnels are up, echo once more through every tunnel, and
+# meet again before any closes; the shards' result lines are summed into one.
+run_held50k() {
+    local shards=$1 dir="$WORK/held50k" i
+    local per_shard=$(( IDLE50K_GOAL / shards )) remainder=$(( IDLE50K_GOAL % shards ))
+    mkdir -p "$dir/barrier"
+    local pids=() generators=()
+    for (( i = 0; i < shards; i++ )); do
+        local shard="$dir/shard$i"
+        mkdir -p "$shard"
+        "$LOADGEN" serve --max-seconds 600 --echo-ports 2 > "$shard/serve.out" 2> "$shard/serve.err" &
+        STARTED_PIDS+=($!)
+        pids+=($!)
+        for _ in $(seq 1 100); do grep -q '^echo_ports=' "$shard/serve.out" && break; sleep 0.05; done
+        local ports sink
+        ports=$(sed -n 's/^echo_ports=\([0-9,]*\)$/\1/p' "$shard/serve.out")
+        sink=$(sed -n 's/^echo=[0-9]* sink=\([0-9]*\)$/\1/p' "$shard/serve.out")
+        [[ -n $ports && -n $sink ]] || { echo "run.sh: a held50k target did not start: $(cat "$shard/serve.err")" >&2; exit 1; }
+        start_egressgate "held50k/shard$i" 0 "ECHO_PORTS=$ports" "SINK_PORT=$sink"
+        pids+=("$PROXY_PID")
+        "$LOADGEN" idle --label egressgate --phase held50k --proxy "127.0.0.1:$PROXY_PORT" \
+            --target "target.bench.internal:$ports" --sources 2 --watch-pid "$PROXY_PID" --tunnels "$(( per_shard + (i < remainder) ))" \
+            --settle-seconds 1 --open-seconds "$IDLE50K_OPEN_SECONDS" --barrier "$dir/barrier" --shards "$shards" \
+            > "$shard/result.txt" &
+        STARTED_PIDS+=($!)
+        generators+=($!)
+    done
+    local generator
+    for generator in "${generators[@]}"; do wait "$generator"; done
+    local pid
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    local line
+    line=$(cat "$dir"/shard*/result.txt | awk -v shards="$shards" '
+        { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+          lines++; tunnels += f["tunnels"]; open += f["open"]; held += f["held"]
+          rss += f["rss_after_kib"] - f["rss_before_kib"]
+          for (k in f) if (k ~ /^err/) errors[k] += f[k] }
+        END {
+          if (lines != shards) exit 1
+          printf "label=egressgate phase=held50k shards=%d tunnels=%d open=%d held=%d rss_kib=%d bytes_per_tunnel=%.0f",
+                 shards, tunnels, open, held, rss, (open > 0 ? rss * 1024 / open : 0)
+          split("errors err_connect err_status err_short err_mismatch err_timeout", order, " ")
+          for (i = 1; i <= 6; i++) printf " %s=%d", order[i], errors[order[i]]
+          printf "\n" }') || { echo "run.sh: held50k: a shard gave no result" >&2; exit 1; }
+    echo "$line" >> "$RESULTS"
+    log "$line"
+}
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "direct"
@@ -350,6 +406,17 @@ stop_proxy
 start_egressgate egressgate-idle50k 0
 run_idle50k egressgate target.bench.internal
 stop_proxy
+HELD50K_SHARDS=0
+if (( IDLE50K_TUNNELS < IDLE50K_GOAL )); then
+    # Descriptors per process: two per tunnel in the proxy; one in the generator and the target.
+    HELD50K_SHARDS=$(( (IDLE50K_GOAL + IDLE50K_TUNNELS - 1) / IDLE50K_TUNNELS ))
+elif [[ $QUICK == 1 ]]; then
+    HELD50K_SHARDS=$HELD50K_QUICK_SHARDS
+fi
+if (( HELD50K_SHARDS > 0 )); then
+    log "held50k: $IDLE50K_GOAL tunnels over $HELD50K_SHARDS egressgate processes"
+    run_held50k "$HELD50K_SHARDS"
+fi
 
 log "egressgate (workers = 1)"
 start_egressgate egressgate-1w 1
@@ -396,6 +463,7 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
   The load generator (one thread) and the target (one thread) share these CPUs with the proxy.
 - Open-file limit of every process: $FD_LIMIT (\`ulimit -n\`; the script asks for 262144).
 - idle50k: $IDLE50K_TUNNELS tunnels asked for (the goal is 50,000$([[ $QUICK == 1 ]] && echo '; --quick asks for 5,000')$( (( IDLE50K_TUNNELS < IDLE50K_GOAL )) && echo "; the open-file limit holds no more: two descriptors per tunnel in the proxy")), from $IDLE50K_SOURCES client addresses to $IDLE50K_ECHO_PORTS target ports; egressgate (one worker per core) and the bare relay only.
+- held50k: $( (( HELD50K_SHARDS > 0 )) && echo "$IDLE50K_GOAL tunnels held at once by $HELD50K_SHARDS egressgate processes (one worker per core each), each with a target and a generator of its own so that every process stays inside the open-file limit; once all are up, one more echo goes through every tunnel while all are open" || echo "not run: one process holds the goal (idle50k)")$( (( HELD50K_SHARDS > 0 && IDLE50K_TUNNELS < IDLE50K_GOAL )) && echo ". One process here holds at most $IDLE50K_TUNNELS (idle50k); the systemd unit's \`LimitNOFILE=1048576\` lifts that on the appliance").
 - egressgate (build/egressgate, tree at $EG_VERSION): \`workers = 0\` ran ${EG_WORKERS:-?} workers (one per
   core); the "1 worker" column is \`workers = 1\`, for a per-core comparison with Squid.
 - bare relay (bench/egb_relay.cpp, $(nproc) threads): a CONNECT relay with no policy, DNS, deadlines
