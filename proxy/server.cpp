@@ -77,9 +77,14 @@ struct Server::Listener {
     bool tls;
 };
 
+// A worker's sockets, timers and resolver are only ever touched on its own thread; other threads
+// reach it only through asio::post (stop, shutdown). So the reactor needs no lock per socket
+// operation, while the scheduler keeps its own for those posts.
+constexpr int kWorkerConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO;
+
 struct Server::Worker {
     Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
-        : index(i), io(1), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
+        : index(i), io(kWorkerConcurrencyHint), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
     std::string name() const { return fmt::format("eg-worker-{}", index); }
 
     unsigned index;
