@@ -1,6 +1,9 @@
 #include "audit/audit_record.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -10,48 +13,112 @@
 namespace egressgate::audit {
 namespace {
 
-bool needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f || c >= 0x80; }
+// The line is built in a buffer with room for a typical line inline, and copied once into the
+// string handed to the writer: one allocation per line. Appends check the room and copy, no
+// more: this runs for every field of every connection's line.
+constexpr std::size_t kTypicalLineBytes = 512;
 
-void append_hex_byte(std::string& out, unsigned char c, std::string_view prefix) {
+class LineBuffer {
+public:
+    LineBuffer() = default;
+    LineBuffer(const LineBuffer&) = delete;
+    LineBuffer& operator=(const LineBuffer&) = delete;
+
+    void push_back(char c) {
+        make_room(1);
+        data_[size_++] = c;
+    }
+    void append(const char* p, std::size_t n) {
+        make_room(n);
+        std::memcpy(data_ + size_, p, n);
+        size_ += n;
+    }
+    void append(const char* begin, const char* end) { append(begin, static_cast<std::size_t>(end - begin)); }
+    std::size_t size() const { return size_; }
+    std::string str() const { return std::string(data_, size_); }
+
+private:
+    void make_room(std::size_t n) {
+        if (n > capacity_ - size_) grow(n);
+    }
+    void grow(std::size_t n) {
+        const std::size_t capacity = std::max(capacity_ * 2, size_ + n);
+        auto bigger = std::make_unique<char[]>(capacity);
+        std::memcpy(bigger.get(), data_, size_);
+        heap_ = std::move(bigger);
+        data_ = heap_.get();
+        capacity_ = capacity;
+    }
+
+    char inline_[kTypicalLineBytes];
+    std::unique_ptr<char[]> heap_;
+    char* data_ = inline_;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = kTypicalLineBytes;
+};
+
+void append(LineBuffer& out, std::string_view s) { out.append(s.data(), s.size()); }
+
+// Which bytes each escaping copies as they are, as tables: these run for every byte of every
+// field of every connection's line.
+struct ByteSet {
+    bool contains[256] = {};
+};
+
+// Printable ASCII but the quote and the backslash: what a JSON string holds as it is, and what
+// passes both escape_client_bytes and JSON escaping unchanged. Bytes >= 0x80 are looked at apart.
+constexpr ByteSet kVerbatim = [] {
+    ByteSet set;
+    for (int c = 0x20; c < 0x7f; ++c) set.contains[c] = c != '"' && c != '\\';
+    return set;
+}();
+
+// Appends the longest run of verbatim bytes from `p`; returns where it stopped.
+const char* append_run(LineBuffer& out, const char* p, const char* end) {
+    const char* run = p;
+    while (p != end && kVerbatim.contains[static_cast<unsigned char>(*p)]) ++p;
+    out.append(run, p);
+    return p;
+}
+
+void append_hex_byte(LineBuffer& out, unsigned char c, std::string_view prefix) {
     constexpr char kHex[] = "0123456789abcdef";
-    out += prefix;
+    append(out, prefix);
     out.push_back(kHex[c >> 4]);
     out.push_back(kHex[c & 0xf]);
 }
 
 // JSON string escaping: quotes, backslash and every control byte; well-formed UTF-8 passes, any
-// other byte >= 0x80 becomes the text \xHH, so the line is valid UTF-8 whatever it holds. Runs
-// of plain bytes are appended at once: this runs for every field of every connection.
-void append_json_string(std::string& out, std::string_view s) {
+// other byte >= 0x80 becomes the text \xHH, so the line is valid UTF-8 whatever it holds.
+void append_json_string(LineBuffer& out, std::string_view s) {
     out.push_back('"');
-    std::size_t run = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (!needs_escape(c)) continue;
+    const char* const end = s.data() + s.size();
+    for (const char* p = append_run(out, s.data(), end); p != end;
+         p = append_run(out, p, end)) {
+        const auto c = static_cast<unsigned char>(*p);
         if (c >= 0x80) {
-            if (const std::size_t length = utf8_sequence_length(s.data() + i, s.data() + s.size())) {
-                i += length - 1;
+            if (const std::size_t length = utf8_sequence_length(p, end)) {
+                out.append(p, p + length);
+                p += length;
                 continue;
             }
         }
-        out.append(s.substr(run, i - run));
-        run = i + 1;
+        ++p;
         switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
+        case '"': append(out, "\\\""); break;
+        case '\\': append(out, "\\\\"); break;
+        case '\n': append(out, "\\n"); break;
+        case '\r': append(out, "\\r"); break;
+        case '\t': append(out, "\\t"); break;
         default:
             if (c >= 0x80) append_hex_byte(out, c, "\\\\x");
             else append_hex_byte(out, c, "\\u00");
         }
     }
-    out.append(s.substr(run));
     out.push_back('"');
 }
 
-void append_digits(std::string& out, unsigned value, int width) {
+void append_digits(LineBuffer& out, unsigned value, int width) {
     char digits[10];
     for (int i = width - 1; i >= 0; --i) {
         digits[i] = static_cast<char>('0' + value % 10);
@@ -62,7 +129,7 @@ void append_digits(std::string& out, unsigned value, int width) {
 
 // "2026-12-02T13:46:14.123Z": calendar arithmetic only (no gmtime_r, no format string), for
 // every line of every connection.
-void append_rfc3339_utc(std::string& out, std::chrono::system_clock::time_point tp) {
+void append_rfc3339_utc(LineBuffer& out, std::chrono::system_clock::time_point tp) {
     using namespace std::chrono;
     const auto ms = floor<milliseconds>(tp);
     const auto day = floor<days>(ms);
@@ -85,45 +152,59 @@ void append_rfc3339_utc(std::string& out, std::chrono::system_clock::time_point 
 }
 
 // escape_client_bytes and then JSON escaping, in one pass and with no string in between.
-void append_client_json_string(std::string& out, std::string_view bytes) {
+void append_client_json_string(LineBuffer& out, std::string_view bytes) {
     out.push_back('"');
-    std::size_t run = 0;
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        const auto c = static_cast<unsigned char>(bytes[i]);
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') continue;
-        out.append(bytes.substr(run, i - run));
-        run = i + 1;
-        if (c == '\\') out += "\\\\\\\\";  // "\\" for the client's backslash, JSON-escaped
-        else if (c == '"') out += "\\\"";
+    const char* const end = bytes.data() + bytes.size();
+    for (const char* p = append_run(out, bytes.data(), end); p != end;
+         p = append_run(out, p, end)) {
+        const auto c = static_cast<unsigned char>(*p++);
+        if (c == '\\') append(out, "\\\\\\\\");  // "\\" for the client's backslash, JSON-escaped
+        else if (c == '"') append(out, "\\\"");
         else append_hex_byte(out, c, "\\\\x");
     }
-    out.append(bytes.substr(run));
     out.push_back('"');
 }
 
-// Room for a typical line, so that building one allocates once.
-constexpr std::size_t kTypicalLineBytes = 512;
+// A field's name as the line writes it, "name": (quotes and colon), made at compile time. Field
+// names are plain ASCII (audit/fields.hpp): they need no escaping.
+template <std::size_t N>
+struct FieldKey {
+    constexpr explicit FieldKey(std::string_view name) {
+        text[0] = '"';
+        for (std::size_t i = 0; i < N; ++i) text[i + 1] = name[i];
+        text[N + 1] = '"';
+        text[N + 2] = ':';
+    }
+    constexpr std::string_view view() const { return {text, N + 3}; }
+    char text[N + 3] = {};
+};
 
-// Field names are plain ASCII (audit/fields.hpp): they are written as they are.
+template <const std::string_view& Name>
+inline constexpr FieldKey<Name.size()> kKey{Name};
+
+// Writes one line field by field: line.string<field::vm>(value).
 class LineBuilder {
 public:
-    LineBuilder() { out_.reserve(kTypicalLineBytes); }
-    void string(std::string_view key, std::string_view value) {
-        key_(key);
+    template <const std::string_view& Key>
+    void string(std::string_view value) {
+        key_(kKey<Key>.view());
         append_json_string(out_, value);
     }
-    void time(std::string_view key, std::chrono::system_clock::time_point value) {
-        key_(key);
+    template <const std::string_view& Key>
+    void time(std::chrono::system_clock::time_point value) {
+        key_(kKey<Key>.view());
         out_.push_back('"');
         append_rfc3339_utc(out_, value);
         out_.push_back('"');
     }
-    void client_text(std::string_view key, std::string_view value) {
-        key_(key);
+    template <const std::string_view& Key>
+    void client_text(std::string_view value) {
+        key_(kKey<Key>.view());
         append_client_json_string(out_, value);
     }
-    void client_texts(std::string_view key, const std::vector<std::string>& values) {
-        key_(key);
+    template <const std::string_view& Key>
+    void client_texts(const std::vector<std::string>& values) {
+        key_(kKey<Key>.view());
         out_.push_back('[');
         for (std::size_t i = 0; i < values.size(); ++i) {
             if (i > 0) out_.push_back(',');
@@ -131,29 +212,29 @@ public:
         }
         out_.push_back(']');
     }
-    void count(std::string_view key, std::uint64_t value) {
-        key_(key);
+    template <const std::string_view& Key>
+    void count(std::uint64_t value) {
+        key_(kKey<Key>.view());
         const fmt::format_int digits(value);
         out_.append(digits.data(), digits.size());
     }
-    void number(std::string_view key, std::int64_t value) {
-        key_(key);
+    template <const std::string_view& Key>
+    void number(std::int64_t value) {
+        key_(kKey<Key>.view());
         const fmt::format_int digits(value);
         out_.append(digits.data(), digits.size());
     }
     std::string finish() && {
-        out_ += "}\n";
-        return std::move(out_);
+        append(out_, "}\n");
+        return out_.str();
     }
 
 private:
     void key_(std::string_view key) {
-        out_.push_back(out_.empty() ? '{' : ',');
-        out_.push_back('"');
-        out_.append(key);
-        out_ += "\":";
+        out_.push_back(out_.size() == 0 ? '{' : ',');
+        append(out_, key);
     }
-    std::string out_;
+    LineBuffer out_;
 };
 
 }  // namespace
@@ -182,41 +263,40 @@ std::string_view to_string(CloseReason reason) {
 std::string_view to_string(RecordKind kind) { return kind == RecordKind::progress ? "progress" : "final"; }
 
 std::string escape_client_bytes(std::string_view bytes) {
-    std::string out;
-    out.reserve(bytes.size());
+    LineBuffer out;
     for (const char ch : bytes) {
         const auto c = static_cast<unsigned char>(ch);
-        if (c == '\\') out += "\\\\";
+        if (c == '\\') append(out, "\\\\");
         else if (c >= 0x20 && c < 0x7f) out.push_back(ch);
         else append_hex_byte(out, c, "\\x");
     }
-    return out;
+    return out.str();
 }
 
 std::string format_line(const Record& r) {
     LineBuilder line;
-    line.time(field::time, r.time);
-    line.string(field::record, to_string(r.kind));
-    line.string(field::connection_id, r.connection_id);
-    line.string(field::vm, r.vm);
-    line.string(field::client_ip, r.client_ip);
-    line.number(field::client_port, r.client_port);
-    line.string(field::method, r.method);
-    line.client_text(field::host, r.host);
-    line.number(field::port, r.port);
-    line.client_text(field::path, r.path);
-    line.string(field::resolved, r.resolved);
-    line.string(field::decision, r.decision);
-    line.string(field::reason, r.reason);
-    line.string(field::rule, r.rule);
-    line.client_text(field::sni, r.sni);
-    line.client_texts(field::alpn, r.alpn);
-    line.number(field::status, r.status);
-    line.count(field::bytes_up, r.bytes_up);
-    line.count(field::bytes_down, r.bytes_down);
-    line.number(field::connect_ms, r.connect_ms);
-    line.number(field::duration_ms, r.duration_ms);
-    line.string(field::close_reason, to_string(r.close_reason));
+    line.time<field::time>(r.time);
+    line.string<field::record>(to_string(r.kind));
+    line.string<field::connection_id>(r.connection_id);
+    line.string<field::vm>(r.vm);
+    line.string<field::client_ip>(r.client_ip);
+    line.number<field::client_port>(r.client_port);
+    line.string<field::method>(r.method);
+    line.client_text<field::host>(r.host);
+    line.number<field::port>(r.port);
+    line.client_text<field::path>(r.path);
+    line.string<field::resolved>(r.resolved);
+    line.string<field::decision>(r.decision);
+    line.string<field::reason>(r.reason);
+    line.string<field::rule>(r.rule);
+    line.client_text<field::sni>(r.sni);
+    line.client_texts<field::alpn>(r.alpn);
+    line.number<field::status>(r.status);
+    line.count<field::bytes_up>(r.bytes_up);
+    line.count<field::bytes_down>(r.bytes_down);
+    line.number<field::connect_ms>(r.connect_ms);
+    line.number<field::duration_ms>(r.duration_ms);
+    line.string<field::close_reason>(to_string(r.close_reason));
     return std::move(line).finish();
 }
 
