@@ -2,11 +2,23 @@
 
 #include <algorithm>
 #include <optional>
+#include <type_traits>
 
 #include <fmt/format.h>
 
 namespace egressgate::audit {
 namespace {
+
+// The counter under `key`, made (at zero) when there is none: the key's strings are built only then.
+template <typename Map, typename Key>
+std::uint64_t& count_of(Map& counts, const Key& key) {
+    if (auto it = counts.find(key); it != counts.end()) return it->second;
+    if constexpr (std::is_convertible_v<Key, std::string_view>) {
+        return counts.emplace(std::string(key), 0).first->second;
+    } else {
+        return counts.emplace(std::pair{std::string(key.first), std::string(key.second)}, 0).first->second;
+    }
+}
 
 // Label values come from VM names an admin wrote and fixed reason strings; escape anyway.
 std::string label(std::string_view value) {
@@ -92,9 +104,9 @@ void TrafficCounters::add(const Record& r, CountedBytes counted) {
             duration_seconds_.observe(static_cast<double>(r.duration_ms) / 1000);
         }
     }
-    ++by_outcome_[{std::string(r.decision), std::string(r.reason)}];
-    if (!r.policy_rule.empty()) ++by_rule_[{r.policy_rule, std::string(r.decision)}];
-    ++by_close_reason_[std::string(to_string(r.close_reason))];
+    ++count_of(by_outcome_, std::pair{std::string_view(r.decision), std::string_view(r.reason)});
+    if (!r.policy_rule.empty()) ++count_of(by_rule_, std::pair{std::string_view(r.policy_rule), std::string_view(r.decision)});
+    ++count_of(by_close_reason_, to_string(r.close_reason));
     if (const auto limit = limit_of(r.reason)) ++limit_refusals_[static_cast<std::size_t>(*limit)];
 }
 

@@ -83,18 +83,29 @@ public:
     };
     const std::map<std::string, VmTotals>& by_vm() const { return by_vm_; }
     // (decision, reason) -> count, e.g. ("deny", "host_not_allowed")
-    const std::map<std::pair<std::string, std::string>, std::uint64_t>& by_outcome() const { return by_outcome_; }
-    const std::map<std::string, std::uint64_t>& by_close_reason() const { return by_close_reason_; }
-    const std::map<std::pair<std::string, std::string>, std::uint64_t>& by_rule() const { return by_rule_; }
+    // Keyed by text, looked up by string_view: counting a record builds no string.
+    struct TextPairLess {
+        using is_transparent = void;
+        template <typename A, typename B>
+        bool operator()(const A& a, const B& b) const {
+            const std::string_view a1 = a.first, b1 = b.first;
+            return a1 != b1 ? a1 < b1 : std::string_view(a.second) < std::string_view(b.second);
+        }
+    };
+    using PairCounts = std::map<std::pair<std::string, std::string>, std::uint64_t, TextPairLess>;
+    using Counts = std::map<std::string, std::uint64_t, std::less<>>;
+    const PairCounts& by_outcome() const { return by_outcome_; }
+    const Counts& by_close_reason() const { return by_close_reason_; }
+    const PairCounts& by_rule() const { return by_rule_; }
     std::uint64_t clients_denied() const { return clients_denied_; }
     std::uint64_t limit_refusals(Limit limit) const { return limit_refusals_[static_cast<std::size_t>(limit)]; }
 
 private:
     std::map<std::string, VmTotals> by_vm_;
-    std::map<std::pair<std::string, std::string>, std::uint64_t> by_outcome_;
-    std::map<std::string, std::uint64_t> by_close_reason_;
+    PairCounts by_outcome_;
+    Counts by_close_reason_;
     // (rule that decided, decision) -> count: rules are the config's, a bounded set.
-    std::map<std::pair<std::string, std::string>, std::uint64_t> by_rule_;
+    PairCounts by_rule_;
     std::uint64_t clients_denied_ = 0;  // connections from outside [clients] allow, all addresses
     std::uint64_t limit_refusals_[kLimitCount] = {};
     Histogram connect_seconds_{kConnectSecondsBounds};
