@@ -131,8 +131,7 @@ void append_octet(std::string& out, std::uint8_t octet) {
 // addresses (the client's and the upstream's, for its audit record).
 std::string IpAddress::to_string() const {
     if (is_v4_) {
-        std::string text;
-        text.reserve(INET_ADDRSTRLEN);
+        std::string text;  // at most 15 characters: no allocation (INET_ADDRSTRLEN counts the NUL)
         for (int i = 0; i < kIpv4Octets; ++i) {
             if (i > 0) text.push_back('.');
             append_octet(text, bytes_[static_cast<std::size_t>(i)]);
