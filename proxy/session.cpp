@@ -38,7 +38,7 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
       admission_(admission),
       dialer_(worker.resolver, worker.source_turn) {}
 
-ClientSession::~ClientSession() = default;
+ClientSession::~ClientSession() { release_head_buffer(); }
 
 void ClientSession::start() {
     worker_.sessions.insert(this);
@@ -114,6 +114,8 @@ awaitable<bool> ClientSession::read_request_head() {
             co_return false;
         case http::MessageParser::Status::need_more: break;
         }
+        // Asio reads at once and waits only if nothing is there, with no readiness wait to arm.
+        if (!head_chunk_) head_chunk_ = worker_.head_buffers.take();
         error_code ec;
         const std::size_t n =
             co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
@@ -216,15 +218,15 @@ void ClientSession::on_client_readable(const error_code& ec, std::uint64_t gener
 
 // Reads what the client has sent so far into pipelined_. A value: the client closed or reset.
 std::optional<CloseReason> ClientSession::take_bytes_sent_during_dial() {
-    if (!head_chunk_) head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
+    auto& scratch = worker_.head_scratch;
     while (pipelined_.size() < kMaxPipelinedBytes) {
-        const ssize_t n = ::recv(client_.socket().native_handle(), head_chunk_.get(), kHeadReadChunk, MSG_DONTWAIT);
+        const ssize_t n = ::recv(client_.socket().native_handle(), scratch.data(), scratch.size(), MSG_DONTWAIT);
         if (n == 0) return CloseReason::client_closed;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return std::nullopt;
         if (n < 0) return CloseReason::client_reset;
-        pipelined_.append(head_chunk_.get(), static_cast<std::size_t>(n));
-        if (static_cast<std::size_t>(n) < kHeadReadChunk) return std::nullopt;  // drained: the next bytes raise an edge
+        pipelined_.append(scratch.data(), static_cast<std::size_t>(n));
+        if (static_cast<std::size_t>(n) < scratch.size()) return std::nullopt;  // drained: the next bytes raise an edge
     }
     return std::nullopt;
 }
@@ -258,7 +260,7 @@ awaitable<void> ClientSession::reject(const http::Refusal& refusal) {
 awaitable<void> ClientSession::linger_then_close() {
     if (phase_ != Phase::rejecting) enter(Phase::rejecting, kRejectLinger);
     client_.shutdown_send();
-    if (!head_chunk_) head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
+    if (!head_chunk_) head_chunk_ = worker_.head_buffers.take();
     error_code ec;
     while (!ec) co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
     close_sockets();

@@ -25,8 +25,6 @@ namespace egressgate::proxy {
 
 // How long a refused client may take to read our answer before the connection is closed.
 inline constexpr std::chrono::milliseconds kRejectLinger{2000};
-// Bytes read from the client per read while the head is incomplete, and while dialing.
-inline constexpr std::size_t kHeadReadChunk = 4096;
 // Client bytes held while the proxy dials (a pipelined ClientHello or request body): beyond
 // this the proxy stops reading the client until the upstream is there (backpressure).
 inline constexpr std::size_t kMaxPipelinedBytes = 64 * 1024;
@@ -107,8 +105,8 @@ public:
     void conclude_request();
     // The next request on the connection begins: its record is open again.
     void begin_request();
-    // Drops the session's own 4 KiB head buffer once a plain tunnel no longer needs it.
-    void release_head_buffer() { head_chunk_.reset(); }
+    // Gives the head buffer back to the worker's pool once a tunnel no longer needs it.
+    void release_head_buffer() { worker_.head_buffers.give(std::move(head_chunk_)); }
     // A tunnel reads no more requests: its parser (llhttp state, the head's strings) goes, so
     // that an idle tunnel does not hold them for hours.
     void release_request_parser() { parser_.reset(); }
@@ -152,7 +150,7 @@ private:
     Dialer dialer_;
     std::unique_ptr<http::MessageParser> parser_ = std::make_unique<http::MessageParser>();
     std::string pipelined_;
-    std::unique_ptr<char[]> head_chunk_ = std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
+    std::unique_ptr<char[]> head_chunk_;  // from worker_.head_buffers, taken at the first read
 
     const std::chrono::steady_clock::time_point accepted_at_ = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point request_started_ = accepted_at_;

@@ -3,11 +3,13 @@
 // registry the deadline sweep walks. A worker is one thread with one io_context, so everything
 // here but the counters (read by the admin thread) and the open count (read at shutdown) is
 // touched by that thread only.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_set>
@@ -56,6 +58,30 @@ private:
     std::vector<audit::OpenTransfer> largest_;  // a min-heap by bytes, at most kStatusLargestTransfers
 };
 
+// Bytes a session reads from its client at a time while the request head is incomplete, and
+// while it dials.
+inline constexpr std::size_t kHeadReadChunk = 4096;
+// Head buffers a worker keeps for the next sessions (kHeadReadChunk each).
+inline constexpr std::size_t kMaxPooledHeadBuffers = 64;
+
+// Request-head buffers, reused from session to session: every connection needs one until its
+// head is in, and a 4 KiB block is past the size malloc keeps per thread.
+class HeadBufferPool {
+public:
+    std::unique_ptr<char[]> take() {
+        if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
+        auto buffer = std::move(free_.back());
+        free_.pop_back();
+        return buffer;
+    }
+    void give(std::unique_ptr<char[]> buffer) {
+        if (buffer && free_.size() < kMaxPooledHeadBuffers) free_.push_back(std::move(buffer));
+    }
+
+private:
+    std::vector<std::unique_ptr<char[]>> free_;
+};
+
 struct WorkerContext {
     unsigned index;
     AuditWriter& audit;
@@ -70,6 +96,10 @@ struct WorkerContext {
     std::map<std::string, audit::OpenByVm> open_by_vm;       // as of the last live sweep
     std::vector<audit::OpenTransfer> largest_open;           // most bytes first
     std::deque<audit::DenialNote> recent_denials;            // newest last, kStatusRecentDenials at most
+    HeadBufferPool head_buffers;                             // worker thread only
+    // Bytes a client sends while the proxy dials are read into this and appended to the
+    // session's own at once: it holds nothing across a wait.
+    std::array<char, kHeadReadChunk> head_scratch;
 
     // An audit line, and its counters: the final line of a connection or request, or a progress
     // line of a long one (`counted`: its bytes that earlier progress lines already counted).
