@@ -18,6 +18,7 @@
 #include "proxy/audit_writer.hpp"
 #include "proxy/command_line.hpp"
 #include "proxy/dns/dns_resolver.hpp"
+#include "proxy/native_socket.hpp"
 #include "proxy/session.hpp"
 #include "proxy/tunnel/splice_pump.hpp"
 #include "proxy/resource_shortage.hpp"
@@ -45,6 +46,7 @@ tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint)
     acceptor.set_option(reuse_port(true));
     acceptor.bind(endpoint);
     acceptor.listen(asio::socket_base::max_listen_connections);
+    acceptor.non_blocking(true);  // accept_loop calls accept4 itself, and waits when none is there
     return acceptor;
 }
 
@@ -159,26 +161,38 @@ void Server::run() {
 
 std::string Server::next_connection_id() { return connection_id_prefix_ + "-" + std::to_string(next_connection_id_++); }
 
+// Accepts with accept4, so that a client's socket is non-blocking from the start (native_socket.hpp),
+// up to kAcceptBatch connections at a time before the loop lets the worker's other work run.
 awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
+    int accepted_in_a_row = 0;
     while (listener.acceptor.is_open()) {
-        error_code ec;
         tcp::endpoint peer;  // filled by accept itself: no getpeername per connection
-        tcp::socket client = co_await listener.acceptor.async_accept(peer, with_error(ec));
-        if (ec == asio::error::operation_aborted) break;
-        if (ec) {
-            ++accept_failures_;
-            if (const auto held_back = accept_failure_log_.admit()) {
-                spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), *held_back);
-            }
-            // Out of descriptors or memory: keep serving the open connections, and retry after a
-            // pause rather than spinning on a listener that stays readable. A connection reset
-            // before accept is gone: accept the next one at once.
-            if (!is_resource_shortage(ec)) continue;
-            asio::steady_timer pause(worker.io, kAcceptRetryDelay);
-            co_await pause.async_wait(with_error(ec));
+        tcp::socket client(worker.io);
+        error_code ec = accept_nonblocking(listener.acceptor, client, peer);
+        if (!ec) {
+            accept_client(worker, std::move(client), peer, listener.tls);
+            if (++accepted_in_a_row < kAcceptBatch) continue;
+            accepted_in_a_row = 0;
+            co_await asio::post(worker.io, use_awaitable);
             continue;
         }
-        accept_client(worker, std::move(client), peer, listener.tls);
+        accepted_in_a_row = 0;
+        if (ec == asio::error::would_block) {
+            co_await listener.acceptor.async_wait(tcp::acceptor::wait_read, with_error(ec));
+            if (ec == asio::error::operation_aborted) break;
+            if (!ec) continue;
+        }
+        if (!listener.acceptor.is_open()) break;
+        ++accept_failures_;
+        if (const auto held_back = accept_failure_log_.admit()) {
+            spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), *held_back);
+        }
+        // Out of descriptors or memory: keep serving the open connections, and retry after a
+        // pause rather than spinning on a listener that stays readable. A connection reset
+        // before accept is gone: accept the next one at once.
+        if (!is_resource_shortage(ec)) continue;
+        asio::steady_timer pause(worker.io, kAcceptRetryDelay);
+        co_await pause.async_wait(with_error(ec));
     }
 }
 

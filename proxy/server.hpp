@@ -25,6 +25,8 @@ class AuditWriter;
 
 // How long a listener waits before accepting again after a failed accept (EMFILE, ENFILE).
 inline constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
+// Connections a listener accepts in a row before the worker's other handlers get a turn.
+inline constexpr int kAcceptBatch = 16;
 // How often each worker checks its sessions' deadlines and ticks its heartbeat: the precision
 // of every timeout.
 inline constexpr std::chrono::milliseconds kDeadlineSweepInterval{100};

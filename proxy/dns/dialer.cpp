@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "policy/prefix_set.hpp"
+#include "proxy/native_socket.hpp"
 #include "proxy/resource_shortage.hpp"
 
 namespace egressgate::proxy {
@@ -120,8 +121,7 @@ awaitable<error_code> Dialer::connect_from_sources(const tcp::endpoint& to, cons
 }
 
 awaitable<error_code> Dialer::attempt(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream) {
-    error_code ec;
-    upstream.open(to.protocol(), ec);
+    error_code ec = open_nonblocking(upstream, to.protocol());
     if (ec) co_return ec;
     if (source != nullptr) {
         ec = defer_port_choice(upstream);

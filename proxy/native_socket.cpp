@@ -1,0 +1,60 @@
+#include "proxy/native_socket.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <boost/version.hpp>
+
+// The socket state bits below are Asio's own (boost/asio/detail/socket_ops.hpp): check them, and
+// whether a socket Asio is given still needs them, before building with another Boost.
+static_assert(BOOST_VERSION / 100 == 1074, "native_socket.cpp knows Boost 1.74's Asio socket state");
+
+namespace egressgate::proxy {
+namespace {
+
+error_code last_error() { return error_code(errno, asio::error::get_system_category()); }
+
+// basic_socket keeps its implementation protected; a derived class may name it.
+struct SocketState : tcp::socket {
+    static asio::detail::socket_ops::state_type& of(tcp::socket& socket) {
+        return (socket.*&SocketState::impl_).get_implementation().state_;
+    }
+};
+
+// Gives `fd` (non-blocking, no dup of it anywhere) to `socket`, or closes it.
+error_code adopt(tcp::socket& socket, const tcp& protocol, int fd) {
+    error_code ec;
+    socket.assign(protocol, fd, ec);
+    if (ec) {
+        ::close(fd);
+        return ec;
+    }
+    namespace ops = asio::detail::socket_ops;
+    auto& state = SocketState::of(socket);
+    state = static_cast<ops::state_type>((state | ops::internal_non_blocking) & ~ops::possible_dup);
+    return {};
+}
+
+}  // namespace
+
+error_code accept_nonblocking(tcp::acceptor& listener, tcp::socket& socket, tcp::endpoint& peer) {
+    for (;;) {
+        socklen_t length = static_cast<socklen_t>(peer.capacity());
+        const int fd = ::accept4(listener.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            peer.resize(length);
+            return adopt(socket, peer.protocol(), fd);
+        }
+        if (errno != EINTR) return last_error();
+    }
+}
+
+error_code open_nonblocking(tcp::socket& socket, const tcp& protocol) {
+    const int fd = ::socket(protocol.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol.protocol());
+    if (fd < 0) return last_error();
+    return adopt(socket, protocol, fd);
+}
+
+}  // namespace egressgate::proxy

@@ -1,0 +1,19 @@
+#pragma once
+// TCP sockets made non-blocking by the call that creates them (accept4, socket with
+// SOCK_NONBLOCK) and handed to Asio without the system calls Asio 1.74 adds to sockets it did
+// not make itself: an ioctl(FIONBIO) before the first asynchronous operation, and for an
+// assigned descriptor an EPOLL_CTL_DEL before close (it might be a dup, whose close would leave
+// it in epoll). Neither applies to a descriptor fresh from the kernel that nothing duplicates.
+#include "proxy/asio.hpp"
+
+namespace egressgate::proxy {
+
+// Accepts the next connection on `listener` (non-blocking itself) into `socket` (closed) with
+// accept4, non-blocking and close-on-exec; `peer` is the client's address. would_block: none is
+// waiting.
+error_code accept_nonblocking(tcp::acceptor& listener, tcp::socket& socket, tcp::endpoint& peer);
+
+// Opens `socket` (closed) for `protocol`, non-blocking and close-on-exec from the start.
+error_code open_nonblocking(tcp::socket& socket, const tcp& protocol);
+
+}  // namespace egressgate::proxy
