@@ -29,6 +29,7 @@ public:
         data_[size_++] = c;
     }
     void append(const char* p, std::size_t n) {
+        if (n == 0) return;  // an empty view may have no data at all, and memcpy wants some
         make_room(n);
         std::memcpy(data_ + size_, p, n);
         size_ += n;

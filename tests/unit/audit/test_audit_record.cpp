@@ -181,3 +181,16 @@ TEST_CASE("a progress record says so and has no close reason yet", "[audit]") {
     CHECK(j["record"] == "progress");
     CHECK(j["close_reason"] == "");
 }
+
+// A connection that ends before any decision (a header timeout) has empty views with no data
+// behind them; the line must still carry them, as empty strings.
+TEST_CASE("a record closed before any decision has empty decision and reason", "[audit]") {
+    Record r;
+    r.client_ip = "10.0.1.4";
+    r.close_reason = egressgate::audit::CloseReason::client_closed;
+    REQUIRE(r.decision.data() == nullptr);
+    const auto j = nlohmann::json::parse(egressgate::audit::format_line(r));
+    CHECK(j[std::string(field::decision)] == "");
+    CHECK(j[std::string(field::reason)] == "");
+    CHECK(j[std::string(field::close_reason)] == "client_closed");
+}
