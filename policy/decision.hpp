@@ -50,6 +50,9 @@ struct Decision {
     std::shared_ptr<const PrefixSet> within;
     std::string within_rule;  // where that requirement came from, for the address's decision
     std::string within_name;  // its rule name alone, for /metrics
+    // Decided in report mode (the deciding rule's, or [egress] mode): an address outside
+    // `within` is then reported, not refused. The address deny list is enforced regardless.
+    bool on_trial = false;
 
     bool permits() const { return verdict != Verdict::deny; }
 };

@@ -24,6 +24,13 @@ Decision deny(std::string_view why, std::string rule, std::string_view rule_name
     return Decision{Verdict::deny, why, std::move(rule), std::string(rule_name), nullptr, {}, {}};
 }
 
+// An address outside the service tags a decision requires: refused, or reported when the
+// decision is on trial (report mode).
+Decision outside_service_tags(const Decision& decision) {
+    return Decision{decision.on_trial ? Verdict::report : Verdict::deny, reason::address_outside_service_tags,
+                    decision.within_rule, decision.within_name, nullptr, {}, {}};
+}
+
 Decision address_exemption(const Cidr& cidr) {
     return allow(reason::address_allowed, std::string(kAllowAddressesPrefix) + cidr.to_string(), kRuleAllowAddresses);
 }
@@ -184,14 +191,16 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
     if (auto match = match_rule(target, literal, name, client, trace)) {
         const EgressRule& rule = *match->rule;
         Decision& d = match->decision;
-        if (d.verdict == Verdict::deny && rule.mode.value_or(rules_.mode) == EgressMode::report) {
+        d.on_trial = rule.mode.value_or(rules_.mode) == EgressMode::report;
+        if (d.verdict == Verdict::deny && d.on_trial) {
             note(trace, [&] { return "rule \"" + rule.name + "\" is in report mode: allowed, audited as report"; });
             d.verdict = Verdict::report;
         }
         return d;
     }
     Decision d = decide_global(target, literal, name, trace);
-    if (d.verdict == Verdict::deny && rules_.mode == EgressMode::report) {
+    d.on_trial = rules_.mode == EgressMode::report;
+    if (d.verdict == Verdict::deny && d.on_trial) {
         note(trace, [&] { return "[egress] mode = \"report\": allowed, audited as report"; });
         d.verdict = Verdict::report;
     }
@@ -201,22 +210,31 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
 Decision EgressPolicy::check_address(const IpAddress& address, const Decision& decision, Trace* trace) const {
     // The service tags a decision requires bind every address, allow_addresses included: with
     // require_service_tag, a name that resolves outside them is refused whatever else allows it.
+    // In report mode an address outside them goes on to the checks below, and is reported if
+    // they let it through.
     std::optional<std::string_view> tag;
+    bool outside = false;
     if (decision.within) {
         tag = decision.within->tag_of(address);
-        if (!tag) {
+        outside = !tag;
+        if (outside && !decision.on_trial) {
             note(trace, [&] {
                 return address.to_string() + ": outside the service tags " + decision.within_rule + " requires: deny";
             });
-            return deny(reason::address_outside_service_tags, decision.within_rule, decision.within_name);
+            return outside_service_tags(decision);
         }
-        note(trace, [&] { return address.to_string() + ": in service tag " + std::string(*tag); });
+        note(trace, [&] {
+            return outside ? address.to_string() + ": outside the service tags " + decision.within_rule +
+                                 " requires; in report mode, reported if nothing else refuses it"
+                           : address.to_string() + ": in service tag " + std::string(*tag);
+        });
     }
     if (const Cidr* cidr = rules_.allow_addresses.find(address)) {
         note(trace, [&] {
-            return address.to_string() + ": in [egress] allow_addresses " + cidr->to_string() + ": allow";
+            return address.to_string() + ": in [egress] allow_addresses " + cidr->to_string() +
+                   (outside ? ": report" : ": allow");
         });
-        return address_exemption(*cidr);
+        return outside ? outside_service_tags(decision) : address_exemption(*cidr);
     }
     const AddressClass c = classify_address(address);
     if (c != AddressClass::public_unicast) {
@@ -226,7 +244,8 @@ Decision EgressPolicy::check_address(const IpAddress& address, const Decision& d
         });
         return deny(reason::destination_address_denied, std::string(to_string(c)), to_string(c));
     }
-    note(trace, [&] { return address.to_string() + ": public_unicast: allow"; });
+    note(trace, [&] { return address.to_string() + (outside ? ": public_unicast: report" : ": public_unicast: allow"); });
+    if (outside) return outside_service_tags(decision);
     if (tag) return allow(reason::address_allowed, decision.within_rule + " " + std::string(*tag), decision.within_name);
     return allow(reason::address_allowed, std::string(kRulePublic), kRulePublic);
 }
@@ -238,9 +257,10 @@ std::optional<Decision> EgressPolicy::check_resolution(const std::vector<IpAddre
         if (decision.within->tag_of(address)) continue;
         note(trace, [&] {
             return address.to_string() + ": outside the service tags " + decision.within_rule +
-                   " requires, so the name is refused: deny";
+                   (decision.on_trial ? " requires; in report mode: the name is reported, its addresses checked"
+                                      : " requires, so the name is refused: deny");
         });
-        return deny(reason::address_outside_service_tags, decision.within_rule, decision.within_name);
+        return outside_service_tags(decision);
     }
     return std::nullopt;
 }

@@ -92,11 +92,14 @@ public:
     // The address-level decision for one resolved (or literal) address, run before dialing: the
     // service tags `decision` requires the address to lie in (allow_addresses does not exempt from
     // them), then allow_addresses, then the address class (private, loopback, IMDS, WireServer...
-    // are denied, in report mode too: they would answer as the proxy VM).
+    // are denied, in report mode too: they would answer as the proxy VM). A decision on trial
+    // (report mode) gets Verdict::report for an address outside its service tags that the
+    // other checks let through.
     Decision check_address(const IpAddress& address, const Decision& decision = {}, Trace* trace = nullptr) const;
 
     // With service tags required (decision.within), every address a name resolves to must lie in
-    // them: the first that does not is the refusal of the whole name, before any is dialed.
+    // them: the first that does not is the refusal of the whole name, before any is dialed. On
+    // trial (report mode) that finding is Verdict::report instead, and the addresses are dialed.
     std::optional<Decision> check_resolution(const std::vector<IpAddress>& addresses, const Decision& decision,
                                              Trace* trace = nullptr) const;
 

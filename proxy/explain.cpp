@@ -57,13 +57,15 @@ void print(std::ostream& out, const policy::Trace& trace) {
 }
 
 // The addresses' verdict as the dialer reaches it: a refusal of the whole name (service tags),
-// else each address in turn; the proxy dials the first permitted one.
+// else each address in turn; the proxy dials the first permitted one. In report mode the
+// name's finding is what is audited when that address is allowed outright.
 policy::Decision check_addresses(const policy::EgressPolicy& egress, const std::vector<policy::IpAddress>& addresses,
                                  const policy::Decision& decision, std::ostream& out) {
     policy::Trace trace;
-    if (auto refusal = egress.check_resolution(addresses, decision, &trace)) {
+    const auto finding = egress.check_resolution(addresses, decision, &trace);
+    if (finding && !finding->permits()) {
         print(out, trace);
-        return *refusal;
+        return *finding;
     }
     std::optional<policy::Decision> first_permitted;
     policy::Decision first_refusal;
@@ -73,7 +75,8 @@ policy::Decision check_addresses(const policy::EgressPolicy& egress, const std::
         else if (!d.permits() && first_refusal.rule.empty()) first_refusal = std::move(d);
     }
     print(out, trace);
-    return first_permitted ? *first_permitted : first_refusal;
+    if (!first_permitted) return first_refusal;
+    return finding && first_permitted->verdict == policy::Verdict::allow ? *finding : *first_permitted;
 }
 
 }  // namespace

@@ -157,7 +157,11 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
         close_sockets();
         co_return false;
     }
-    if (result.connected) co_return true;
+    if (result.connected) {
+        upstream_finding_ = result.reported ? std::make_unique<policy::Decision>(std::move(*result.reported)) : nullptr;
+        record_upstream_finding();
+        co_return true;
+    }
     if (resolution.addresses.empty()) {
         const bool late = timed_out_ || resolution.outcome == DnsOutcome::timed_out;
         co_await reject(http::Refusal(late ? http::Failure::resolve_timeout : http::Failure::resolve_failed));

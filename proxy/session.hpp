@@ -95,6 +95,11 @@ public:
     // Half-closes the client and reads what it still sends for up to kRejectLinger, then closes.
     awaitable<void> linger_then_close();
     void record_decision(const policy::Decision& decision);
+    // A request over an upstream connection dial() made: the audit line says what that dial
+    // found (a report-mode finding about its address), as the first request's did.
+    void record_upstream_finding() {
+        if (upstream_finding_) record_decision(*upstream_finding_);
+    }
     void enter(Phase phase, std::chrono::milliseconds budget);
     // Sets why the connection ends, unless something else already did.
     void end_with(audit::CloseReason reason);
@@ -168,6 +173,8 @@ private:
     bool watching_client_ = false;
     std::uint64_t watch_generation_ = 0;
     std::optional<audit::CloseReason> client_left_;
+    // What the last dial's address checks reported (ConnectResult::reported); rarely set.
+    std::unique_ptr<policy::Decision> upstream_finding_;
 
     std::unique_ptr<TunnelSession> tunnel_;
     std::shared_ptr<ClientSession> relay_hold_;  // while a relay runs without the coroutine

@@ -60,15 +60,19 @@ awaitable<ConnectResult> Dialer::connect(const config::Config& config, const pol
                                          tcp::socket& upstream) {
     const policy::EgressPolicy& policy = config.egress;
     ConnectResult result;
-    if (auto refusal = policy.check_resolution(addresses, decision)) {
-        // The audit line names the address that lay outside the service tags.
-        for (const auto& address : addresses) {
-            if (decision.within->tag_of(address)) continue;
-            result.address = address.to_string();
-            break;
+    if (auto finding = policy.check_resolution(addresses, decision)) {
+        if (finding->permits()) {
+            result.reported = std::move(*finding);  // report mode: the dial goes on
+        } else {
+            // The audit line names the address that lay outside the service tags.
+            for (const auto& address : addresses) {
+                if (decision.within->tag_of(address)) continue;
+                result.address = address.to_string();
+                break;
+            }
+            result.refusal = std::move(*finding);
+            co_return result;
         }
-        result.refusal = std::move(*refusal);
-        co_return result;
     }
     for (const auto& address : addresses) {
         result.address = address.to_string();
@@ -77,6 +81,7 @@ awaitable<ConnectResult> Dialer::connect(const config::Config& config, const pol
             result.refusal = std::move(verdict);
             continue;
         }
+        if (verdict.verdict == policy::Verdict::report) result.reported = std::move(verdict);
         result.any_permitted = true;
         const tcp::endpoint to(to_asio(address), port);
         error_code ec;

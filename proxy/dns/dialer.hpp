@@ -26,6 +26,9 @@ struct ConnectResult {
     // any source address: too many recent connections to that IP:port, most in TIME_WAIT.
     bool out_of_ports = false;
     policy::Decision refusal;
+    // Connected, though enforcing would have refused it (an address outside the service tags of
+    // a decision in report mode): what the audit line says instead of the host's decision.
+    std::optional<policy::Decision> reported;
     std::string address;            // the address connected to, or the last one tried or refused
 };
 

@@ -90,7 +90,10 @@ awaitable<bool> ForwardSession::reach_upstream(const policy::Target& target, con
                                                bool& reused) {
     const std::string authority = authority_of(target);
     reused = session_.upstream().is_open() && response_parser_ && !upstream_spent_ && authority == upstream_authority_;
-    if (reused) co_return true;
+    if (reused) {
+        session_.record_upstream_finding();
+        co_return true;
+    }
     drop_upstream();
     const bool connected = co_await session_.dial(target, decision);
     if (!connected) co_return false;

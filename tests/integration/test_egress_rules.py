@@ -6,6 +6,7 @@ clients bind a loopback source address (127.0.0.11, .12, .13) to be told apart b
 Every name has a static [dns.hosts] answer on loopback: nothing is resolved through DNS.
 """
 
+import http.client
 import http.server
 import json
 import re
@@ -32,15 +33,20 @@ WAIT = 5.0  # seconds for a counter or a reload to show
 
 
 class Origin:
-    """http.server on one port at each of `addresses`; records the path of every request."""
+    """http.server on one port at each of `addresses`, keeping connections alive; records the
+    path of every request and the port it came from (the same port: the same connection)."""
 
     def __init__(self, addresses: list[str]):
         self.paths: list[str] = []
-        paths = self.paths
+        self.peer_ports: dict[str, int] = {}
+        paths, peer_ports = self.paths, self.peer_ports
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 paths.append(self.path)
+                peer_ports[self.path] = self.client_address[1]
                 body = f"origin {self.server.server_address[0]} {self.path}".encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -168,10 +174,10 @@ def write_tags(path: Path, storage_test: list[str]) -> None:
         tag("Storage.Test", storage_test), tag("Other.Test", [OUTSIDE + "/32"])]}, indent=2))
 
 
-def service_tag_config(workdir: Path, port: int) -> dict:
+def service_tag_config(workdir: Path, port: int, mode: str = "enforce") -> dict:
     write_tags(workdir / "tags.json", STORAGE_TEST)
     return proxy_config(workdir, port, {
-        "hosts": ["*.blob.example.test"], "service_tags_file": "tags.json",
+        "mode": mode, "hosts": ["*.blob.example.test"], "service_tags_file": "tags.json",
         "service_tags": ["Storage.Test"], "require_service_tag": True,
     }, names={"in.blob.example.test": INSIDE, "out.blob.example.test": OUTSIDE})
 
@@ -268,6 +274,48 @@ class RequireServiceTagTest(ServiceTagsCase):
             with self.subTest(how):
                 ex = self.fetch(how, "out.blob.example.test", f"/out/{how}")
                 self.assert_refused(ex, "address_outside_service_tags")
+
+
+class ServiceTagsReportModeTest(RulesTestCase):
+    """require_service_tag under mode "enforce" and "report": report mode serves what enforcing
+    refuses, and audits it as report with the reason enforcing would give."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.origin = cls.close_after_class(Origin([INSIDE, OUTSIDE]))
+        cls.by_mode = cls.start_per_mode("egressgate-tags-mode-", lambda workdir, mode: service_tag_config(
+            workdir, cls.origin.port, mode))
+
+    def test_name_resolving_outside_the_tags_is_reported_in_report_mode_only(self):
+        for how in HOW:
+            with self.subTest(how):
+                self.assert_refused(self.fetch(how, "out.blob.example.test", f"/enforce/{how}",
+                                               proxy=self.by_mode["enforce"]), "address_outside_service_tags")
+                ex = self.fetch(how, "out.blob.example.test", f"/report/{how}", proxy=self.by_mode["report"])
+                record = self.assert_served(ex, OUTSIDE, decision="report")
+                self.assertEqual((record["reason"], record["resolved"]),
+                                 ("address_outside_service_tags", OUTSIDE), record)
+
+    def test_each_request_on_a_kept_alive_upstream_is_reported(self):
+        proxy = self.by_mode["report"]
+        conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=10)
+        try:
+            for path in ("/kept/1", "/kept/2"):
+                conn.request("GET", f"http://out.blob.example.test:{self.origin.port}{path}")
+                response = conn.getresponse()
+                self.assertEqual((response.status, response.read()), (200, f"origin {OUTSIDE} {path}".encode()))
+        finally:
+            conn.close()
+        self.assertEqual(self.origin.peer_ports["/kept/1"], self.origin.peer_ports["/kept/2"],
+                         "the second request did not reuse the upstream connection")
+        for path in ("/kept/1", "/kept/2"):
+            record = proxy.wait_audit(lambda r, path=path: r.get("path") == path, path)
+            self.assertEqual((record["decision"], record["reason"]), ("report", "address_outside_service_tags"), record)
+
+    def test_name_resolving_inside_the_tags_is_allowed_in_report_mode(self):
+        record = self.assert_served(self.fetch("connect", "in.blob.example.test", "/report/in",
+                                               proxy=self.by_mode["report"]), INSIDE)
+        self.assertEqual(record["reason"], "host_allowed", record)
 
 
 class ServiceTagsReloadTest(ServiceTagsCase):

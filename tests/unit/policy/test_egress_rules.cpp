@@ -531,3 +531,68 @@ TEST_CASE("tunnels: an SNI mismatch takes the mode of the rule that decided the 
         }
     }
 }
+
+// Report mode reports what enforcing would refuse; an address outside the service tags a rule
+// requires is one such refusal. The address deny list stays enforced.
+TEST_CASE("rules: in report mode an address outside the required service tags is reported", "[policy][rules]") {
+    const auto storage = tags({{"Storage.WestEurope", "20.60.0.0/16"}});
+    const Expected outside{Verdict::report, reason::address_outside_service_tags, "storage", "rule:storage"};
+    const AddressRow addresses[] = {
+        {"inside", "20.60.1.2", {Verdict::allow, reason::address_allowed, "storage", "rule:storage Storage.WestEurope"}},
+        {"outside, public", "20.61.0.1", outside},
+        {"outside, in allow_addresses", "20.99.1.2", outside},
+        {"outside, private", "10.0.0.4", {Verdict::deny, reason::destination_address_denied, "private_network", "private_network"}},
+        {"outside, imds", "169.254.169.254", {Verdict::deny, reason::destination_address_denied, "imds", "imds"}},
+    };
+    struct ModeRow {
+        const char* name;
+        EgressMode global;
+        std::optional<EgressMode> of_rule;
+    };
+    const ModeRow modes[] = {
+        {"[egress] mode = report", EgressMode::report, std::nullopt},
+        {"the rule's mode = report", EgressMode::enforce, EgressMode::report},
+    };
+    for (const auto& m : modes) {
+        EgressRules rules;
+        rules.ports = {443};
+        rules.mode = m.global;
+        rules.allow_addresses = CidrSet({cidr("20.99.0.0/16")});
+        EgressRule by_tags = rule("storage", {});
+        by_tags.service_tags = storage;
+        by_tags.mode = m.of_rule;
+        rules.rules = {by_tags};
+        const EgressPolicy policy(rules);
+        const Decision by_name = policy.decide(at("acct.blob.core.windows.net:443"));
+        REQUIRE(by_name.verdict == Verdict::allow);
+        CHECK(by_name.on_trial);
+        for (const auto& a : addresses) {
+            DYNAMIC_SECTION(m.name << ": check_address " << a.name) {
+                check_decision(policy.check_address(ip(a.address), by_name), a.expected);
+            }
+        }
+        DYNAMIC_SECTION(m.name << ": check_resolution reports the name, not refuses it") {
+            const auto finding = policy.check_resolution({ip("20.60.1.2"), ip("20.61.0.1")}, by_name);
+            REQUIRE(finding);
+            check_decision(*finding, outside);
+            CHECK_FALSE(policy.check_resolution({ip("20.60.1.2")}, by_name));
+        }
+    }
+    SECTION("a rule in enforce mode under [egress] mode = report still refuses") {
+        EgressRules rules;
+        rules.ports = {443};
+        rules.mode = EgressMode::report;
+        EgressRule by_tags = rule("storage", {});
+        by_tags.service_tags = storage;
+        by_tags.mode = EgressMode::enforce;
+        rules.rules = {by_tags};
+        const EgressPolicy policy(rules);
+        const Decision by_name = policy.decide(at("acct.blob.core.windows.net:443"));
+        CHECK_FALSE(by_name.on_trial);
+        check_decision(policy.check_address(ip("20.61.0.1"), by_name),
+                       {Verdict::deny, reason::address_outside_service_tags, "storage", "rule:storage"});
+        const auto finding = policy.check_resolution({ip("20.61.0.1")}, by_name);
+        REQUIRE(finding);
+        CHECK(finding->verdict == Verdict::deny);
+    }
+}
