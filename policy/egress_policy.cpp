@@ -124,14 +124,6 @@ std::optional<EgressPolicy::RuleMatch> EgressPolicy::match_rule(const Target& ta
     return std::nullopt;
 }
 
-EgressMode EgressPolicy::mode_of(const Target& target, const Client& client) const {
-    const auto literal = literal_of(target);
-    const auto name = literal ? std::nullopt : normalize_host(target.host);
-    if (!literal && !name) return rules_.mode;  // decide() denies it before any rule, in every mode
-    const auto match = match_rule(target, literal, name, client, nullptr);
-    return match && match->rule->mode ? *match->rule->mode : rules_.mode;
-}
-
 Decision EgressPolicy::decide_global(const Target& target, const std::optional<IpAddress>& literal,
                                      const std::optional<std::string>& name, Trace* trace) const {
     if (!has_port(rules_.ports, target.port)) {
@@ -270,7 +262,8 @@ bool EgressPolicy::inspects_tunnel(std::uint16_t port) const {
     return rules_.sni != SniMode::off && std::find(ports.begin(), ports.end(), port) != ports.end();
 }
 
-Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStart& start, const Client& client) const {
+Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStart& start, const Decision& connect,
+                                          const Client& client) const {
     // The deny list is the admin's last word on the SNI too, whatever [egress] sni and mode say.
     if (start.kind == TunnelStart::Kind::client_hello && start.server_name) {
         if (const auto sni = normalize_host(*start.server_name)) {
@@ -297,8 +290,8 @@ Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStar
         return *sni == target.host ? allow(reason::sni_match, rule, "egress.sni") : deny(reason::sni_mismatch, rule, "egress.sni");
     }();
     // The tunnel is the request the CONNECT made: the rule that allowed it (or reported it) sets
-    // its mode, as in decide(), so a rule on trial in report mode is not enforced by the SNI.
-    const bool lenient = rules_.sni == SniMode::log || mode_of(target, client) == EgressMode::report;
+    // its mode, so a rule on trial in report mode is not enforced by the SNI.
+    const bool lenient = rules_.sni == SniMode::log || connect.on_trial;
     if (d.verdict == Verdict::deny && lenient) d.verdict = Verdict::report;
     return d;
 }

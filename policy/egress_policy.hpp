@@ -106,12 +106,13 @@ public:
     // Whether a tunnel to this port is inspected before its bytes reach the upstream.
     bool inspects_tunnel(std::uint16_t port) const;
 
-    // The tunnel-level decision, after the request-level one allowed `target`: in "match" the
-    // SNI must equal the CONNECT host, or for an IP-literal CONNECT be a name decide() allows.
-    // Denials become Verdict::report in "log" mode and in report mode: the mode of the rule that
-    // decides `target` for `client`, else the global one, as in decide(). An allowed tunnel keeps
-    // the reason "sni_match" or "sni_allowed".
-    Decision check_tunnel_start(const Target& target, const TunnelStart& start, const Client& client = {}) const;
+    // The tunnel-level decision, after decide() allowed the CONNECT to `target` (`connect`, its
+    // decision): in "match" the SNI must equal the CONNECT host, or for an IP-literal CONNECT be
+    // a name decide() allows `client`. Denials become Verdict::report in "log" mode and when the
+    // CONNECT was decided in report mode (connect.on_trial: its rule's mode, else the global
+    // one). An allowed tunnel keeps the reason "sni_match" or "sni_allowed".
+    Decision check_tunnel_start(const Target& target, const TunnelStart& start, const Decision& connect,
+                                const Client& client = {}) const;
 
     const EgressRules& rules() const { return rules_; }
 
@@ -120,12 +121,10 @@ private:
         const EgressRule* rule;  // into rules_.rules
         Decision decision;       // before the rule's mode is applied
     };
-    // The first [[egress.rule]] that matches, in file order; decide() and mode_of() share it.
+    // The first [[egress.rule]] that matches, in file order.
     std::optional<RuleMatch> match_rule(const Target& target, const std::optional<IpAddress>& literal,
                                         const std::optional<std::string>& name, const Client& client,
                                         Trace* trace) const;
-    // The mode a request to `target` is decided in: its rule's, else [egress] mode.
-    EgressMode mode_of(const Target& target, const Client& client) const;
     std::optional<Decision> apply_rule(const EgressRule& rule, const Target& target,
                                        const std::optional<IpAddress>& literal, const std::optional<std::string>& name,
                                        const Client& client, Trace* trace) const;

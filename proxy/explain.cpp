@@ -143,7 +143,7 @@ int run_explain(const ExplainRequest& request, std::ostream& out, std::ostream& 
     }
     if (request.sni && config.egress.inspects_tunnel(target->port)) {
         const policy::TunnelStart start{policy::TunnelStart::Kind::client_hello, *request.sni};
-        const policy::Decision by_sni = config.egress.check_tunnel_start(*target, start, client);
+        const policy::Decision by_sni = config.egress.check_tunnel_start(*target, start, decision, client);
         out << "SNI \"" << *request.sni << "\": " << policy::to_string(by_sni.verdict) << " (" << by_sni.reason << ")\n";
         if (by_sni.verdict != policy::Verdict::allow) outcome = by_sni;
     } else if (request.sni) {

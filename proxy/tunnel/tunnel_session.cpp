@@ -51,13 +51,13 @@ awaitable<bool> TunnelSession::establish(const http::MessageHead& head) {
     }
     const bool connected = co_await session_.dial(*target, decision);
     if (!connected) co_return false;
-    const bool opened = co_await open(*target);
+    const bool opened = co_await open(*target, decision);
     co_return opened;
 }
 
 // Answers 200, judges the first bytes where the policy asks for it, and sends what the client
 // already wrote behind its request. False: the tunnel ended before bytes could flow.
-awaitable<bool> TunnelSession::open(const policy::Target& target) {
+awaitable<bool> TunnelSession::open(const policy::Target& target, const policy::Decision& connect) {
     const auto& config = session_.config();
     session_.enter(Phase::tunneling, config.timeouts.idle);
     session_.last_activity() = steady_clock::now();
@@ -72,7 +72,7 @@ awaitable<bool> TunnelSession::open(const policy::Target& target) {
     }
     session_.record().status = 200;
     if (config.egress.inspects_tunnel(target.port)) {
-        const bool permitted = co_await inspect_start(target);
+        const bool permitted = co_await inspect_start(target, connect);
         if (!permitted) co_return false;
         session_.enter(Phase::tunneling, config.timeouts.idle);
     }
@@ -87,7 +87,7 @@ awaitable<bool> TunnelSession::open(const policy::Target& target) {
 // and lets the policy judge it. Nothing reaches the upstream before that; the peeked bytes are
 // forwarded unchanged when the tunnel is allowed. Refusal closes the tunnel: the client already
 // has its 200, so there is no status left to send.
-awaitable<bool> TunnelSession::inspect_start(const policy::Target& target) {
+awaitable<bool> TunnelSession::inspect_start(const policy::Target& target, const policy::Decision& connect) {
     auto& pipelined = session_.pipelined();
     auto& record = session_.record();
     session_.enter(Phase::inspecting, session_.config().timeouts.header);
@@ -116,7 +116,7 @@ awaitable<bool> TunnelSession::inspect_start(const policy::Target& target) {
         carries_tls_ = true;
     }
     const policy::Decision verdict =
-        session_.config().egress.check_tunnel_start(target, tunnel_start_of(parse), session_.client_identity());
+        session_.config().egress.check_tunnel_start(target, tunnel_start_of(parse), connect, session_.client_identity());
     if (verdict.verdict == policy::Verdict::allow) co_return true;
     session_.record_decision(verdict);
     if (verdict.permits()) co_return true;

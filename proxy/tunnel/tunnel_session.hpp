@@ -40,8 +40,8 @@ private:
     enum class Direction { up, down };
 
     awaitable<bool> establish(const http::MessageHead& head);
-    awaitable<bool> open(const policy::Target& target);
-    awaitable<bool> inspect_start(const policy::Target& target);
+    awaitable<bool> open(const policy::Target& target, const policy::Decision& connect);
+    awaitable<bool> inspect_start(const policy::Target& target, const policy::Decision& connect);
     awaitable<bool> forward_pipelined();
     void start_relay();
     PumpEndHandler when_ends(Direction direction);

@@ -456,7 +456,7 @@ TEST_CASE("tunnels: the SNI is checked against deny_hosts in every mode", "[poli
                                    << (mode == EgressMode::report ? "report" : "enforce")) {
                 for (const auto* target : {"ok.example.com:443", "20.1.2.3:443"}) {
                     INFO(target);
-                    const Decision d = policy.check_tunnel_start(at(target), hello);
+                    const Decision d = policy.check_tunnel_start(at(target), hello, policy.decide(at(target)));
                     CHECK(d.verdict == Verdict::deny);
                     CHECK(d.reason == reason::host_denied);
                     CHECK(d.rule_name == "egress.deny_hosts");
@@ -473,8 +473,9 @@ TEST_CASE("tunnels: an IP-literal CONNECT's SNI allowed by service tags must nam
     rules.service_tags = tags({{"Storage", "20.60.0.0/16"}});
     const EgressPolicy policy(rules);
     const TunnelStart hello{TunnelStart::Kind::client_hello, std::string("anything.attacker.example")};
-    CHECK(policy.check_tunnel_start(at("20.60.1.1:443"), hello).reason == reason::sni_allowed);
-    const Decision outside = policy.check_tunnel_start(at("20.38.108.1:443"), hello);
+    CHECK(policy.check_tunnel_start(at("20.60.1.1:443"), hello, policy.decide(at("20.60.1.1:443"))).reason ==
+          reason::sni_allowed);
+    const Decision outside = policy.check_tunnel_start(at("20.38.108.1:443"), hello, policy.decide(at("20.38.108.1:443")));
     CHECK(outside.verdict == Verdict::deny);
     CHECK(outside.reason == reason::sni_not_allowed);
 }
@@ -523,8 +524,9 @@ TEST_CASE("tunnels: an SNI mismatch takes the mode of the rule that decided the 
         for (const auto& r : rows) {
             DYNAMIC_SECTION((mode == EgressMode::report ? "report: " : "enforce: ") << r.name) {
                 // The CONNECT itself was allowed, else there would be no tunnel to inspect.
-                REQUIRE(policy.decide(r.target, r.client).verdict == Verdict::allow);
-                const Decision d = policy.check_tunnel_start(r.target, hello, r.client);
+                const Decision connect = policy.decide(r.target, r.client);
+                REQUIRE(connect.verdict == Verdict::allow);
+                const Decision d = policy.check_tunnel_start(r.target, hello, connect, r.client);
                 CHECK(to_string(d.verdict) == to_string(mode == EgressMode::report ? r.in_report : r.in_enforce));
                 CHECK(d.reason == r.reason);
             }

@@ -56,7 +56,7 @@ TEST_CASE("sni = match refuses anything but the CONNECT host", "[policy][sni]") 
     const EgressPolicy policy = policy_with(SniMode::match);
     for (const auto& c : cases) {
         DYNAMIC_SECTION(c.name) {
-            const Decision d = policy.check_tunnel_start(c.target, c.start);
+            const Decision d = policy.check_tunnel_start(c.target, c.start, policy.decide(c.target));
             CHECK(d.verdict == c.verdict);
             CHECK(d.reason == c.reason);
         }
@@ -65,12 +65,12 @@ TEST_CASE("sni = match refuses anything but the CONNECT host", "[policy][sni]") 
 
 TEST_CASE("sni = log and report mode let a mismatch through as report", "[policy][sni]") {
     for (const auto& policy : {policy_with(SniMode::log), policy_with(SniMode::match, EgressMode::report)}) {
-        const Decision mismatch = policy.check_tunnel_start(kByName, hello("evil.example.com"));
+        const Decision mismatch = policy.check_tunnel_start(kByName, hello("evil.example.com"), policy.decide(kByName));
         CHECK(mismatch.verdict == Verdict::report);
         CHECK(mismatch.reason == reason::sni_mismatch);
         CHECK(mismatch.rule == "sni=evil.example.com");
-        CHECK(policy.check_tunnel_start(kByName, {Kind::not_tls, std::nullopt}).verdict == Verdict::report);
-        CHECK(policy.check_tunnel_start(kByName, hello("vault.blob.core.windows.net")).verdict == Verdict::allow);
+        CHECK(policy.check_tunnel_start(kByName, {Kind::not_tls, std::nullopt}, policy.decide(kByName)).verdict == Verdict::report);
+        CHECK(policy.check_tunnel_start(kByName, hello("vault.blob.core.windows.net"), policy.decide(kByName)).verdict == Verdict::allow);
     }
 }
 
