@@ -140,6 +140,7 @@ int run_explain(const ExplainRequest& request, std::ostream& out, std::ostream& 
     if (!addresses.empty()) {
         const policy::Decision by_address = check_addresses(config.egress, addresses, decision, out);
         if (!by_address.permits()) return verdict(out, by_address);
+        if (by_address.verdict == policy::Verdict::report) outcome = by_address;  // as the dial records it
     }
     if (request.sni && config.egress.inspects_tunnel(target->port)) {
         const policy::TunnelStart start{policy::TunnelStart::Kind::client_hello, *request.sni};

@@ -6,6 +6,7 @@ explain decides without connecting: every name below has a static [dns.hosts] an
 loopback echo server that the allowed names point at must see no connection at all.
 """
 
+import json
 import re
 import subprocess
 import tempfile
@@ -58,15 +59,23 @@ class ExplainTest(unittest.TestCase):
         cls.addClassCleanup(cls.echo.close)
         names = {name: "127.0.0.1" for name in ("mirror.example.test", "open.example.test",
                                                 "paste.example.test", "watched.example.test",
-                                                "bad.example.test")}
+                                                "bad.example.test", "tagged.example.test")}
         names["private.example.test"] = PRIVATE
+        # Storage.Test does not hold 127.0.0.1, where tagged.example.test points.
+        (Path(tmp.name) / "tags.json").write_text(json.dumps({"changeNumber": 1, "cloud": "Public", "values": [
+            {"name": "Storage.Test", "id": "Storage.Test", "properties": {
+                "changeNumber": 1, "region": "", "regionId": 0, "platform": "Azure",
+                "systemService": "AzureStorage", "addressPrefixes": ["127.0.0.16/28"],
+                "networkFeatures": ["API"]}}]}))
         config = base_config(Path(tmp.name), ports=[cls.echo.port, 80], clients=["127.0.0.0/8"],
                              hosts=["open.example.test", "private.example.test"], dns_hosts=names,
                              vms=[{"name": "jump-01", "ip": JUMP_VM}])
-        config["egress"].update(catalogs=[], deny_hosts=["bad.example.test"], rule=[
+        config["egress"].update(catalogs=[], deny_hosts=["bad.example.test"], service_tags_file="tags.json", rule=[
             {"name": "jump-host", "clients": [JUMP + "/32", "jump-01"], "hosts": ["mirror.example.test"]},
             {"name": "no-paste", "hosts": ["paste.example.test"], "action": "deny"},
             {"name": "watch", "hosts": ["watched.example.test"], "action": "deny", "mode": "report"},
+            {"name": "trial-tags", "hosts": ["tagged.example.test"], "service_tags": ["Storage.Test"],
+             "mode": "report"},
             {"name": "anywhere", "clients": [ANYWHERE]},  # no hosts: every destination
         ])
         cls.config_path = Path(tmp.name) / "egressgate.toml"
@@ -122,6 +131,12 @@ class ExplainTest(unittest.TestCase):
         e.step(r'rule "watch" matches \(.+\): deny')
         self.assertEqual((e.verdict, e.reason), ("report", "denied_by_rule"))
         self.assertRegex(e.rule, r"^rule:watch(\s|$)")
+
+    def test_address_outside_a_report_rules_service_tags_is_a_report_as_the_proxy_audits_it(self):
+        e = self.explain(OTHER, self.target("tagged.example.test"), "--resolve", expect_code=0)
+        e.step(r"127\.0\.0\.1: outside the service tags rule:trial-tags requires; in report mode: .+")
+        self.assertEqual((e.verdict, e.reason), ("report", "address_outside_service_tags"))
+        self.assertEqual(e.rule, "rule:trial-tags")
 
     # ---- denied ----
 
