@@ -1126,6 +1126,32 @@ std::vector<std::pair<std::string, std::string>> parse_columns(const std::string
     return columns;
 }
 
+// What egressgate spends per connection cycle above the same relay on Asio's reactor: its own work,
+// apart from what its I/O model costs. No target: the figures say where the gap to the bare relay is.
+void write_against_asio_relay(std::ostream& out, const Results& results, const std::vector<std::pair<std::string, std::string>>& columns,
+                              const std::vector<std::pair<std::string, std::string>>& subjects, const std::string& asio_relay) {
+    out << "\n### Against the Asio relay\n\n| CPU per 1,000 cycles ÷ Asio relay |";
+    for (const auto& subject : subjects) {
+        auto named = std::find_if(columns.begin(), columns.end(), [&](const auto& c) { return c.first == subject.first; });
+        out << ' ' << (named != columns.end() ? named->second : subject.first) << " |";
+    }
+    out << "\n|---|";
+    for (std::size_t i = 0; i < subjects.size(); ++i) out << "---|";
+    const std::pair<CpuBasis, const char*> bases[] = {{CpuBasis::per_1k_cycles, "saturated"},
+                                                      {CpuBasis::per_1k_paced_cycles, "paced"}};
+    for (const auto& [basis, title] : bases) {
+        out << "\n| " << title << " |";
+        for (const auto& subject : subjects) {
+            const auto mine = cpu_per(results, subject.first, basis);
+            const auto floor = cpu_per(results, asio_relay, basis);
+            if (!mine || !floor || *floor <= 0) out << " n/a |";
+            else out << ' ' << format_number("%.3f", *mine) << format_number(" vs %.3f s", *floor)
+                     << format_number(", %.2f×", *mine / *floor) << " |";
+        }
+    }
+    out << '\n';
+}
+
 int report(const Args& args) {
     const Results results(args.text("results"));
     const auto columns = parse_columns(args.text("columns"));
@@ -1296,7 +1322,9 @@ int report(const Args& args) {
         if (!errors) out << cell("n/a", std::nullopt);
         else out << cell(format_number("%.0f", *errors), *errors == 0);
     }
-    out << "\n\n### Raw result lines\n\n```\n";
+    out << '\n';
+    if (args.has("asio-relay")) write_against_asio_relay(out, results, columns, subjects, args.text("asio-relay"));
+    out << "\n### Raw result lines\n\n```\n";
     for (const auto& line : results.lines()) out << line << '\n';
     out << "```\n";
 

@@ -10,8 +10,9 @@
 # BENCH_KEEP=1 keeps the work directory (configs, logs, audit trail, raw results).
 #
 # Subjects: a direct connection (the floor with no proxy), bench/egb_relay.cpp (a bare CONNECT relay:
-# the floor for any proxy on this machine), egressgate with one worker per core and with one worker,
-# Squid and tinyproxy.
+# the floor for any proxy on this machine), bench/egb_asio_relay.cpp (the same relay on Asio's
+# reactor, as egressgate drives it: the floor for egressgate's I/O model), egressgate with one
+# worker per core and with one worker, Squid and tinyproxy.
 # Phases, for each proxy and for a direct connection, one proxy running at a time:
 #   rate50, rate500  CONNECT, one 64-byte echo round trip, close, looping on 50 / 500 connections
 #   rate_paced       the same cycle offered at PACED_RATE a second (open loop, as VMs arrive): CPU
@@ -172,6 +173,22 @@ if stale "$RELAY" "$REPO/bench/egb_relay.cpp"; then
     mv "$RELAY.tmp" "$RELAY"
 fi
 
+ASIO_RELAY="$REPO/build-bench/egb-asio-relay"
+asio_relay_stale() {   # its own source, or the egressgate sources it builds with, changed
+    local source
+    for source in bench/egb_asio_relay.cpp proxy/native_socket.cpp proxy/native_socket.hpp proxy/asio.hpp; do
+        stale "$ASIO_RELAY" "$REPO/$source" && return 0
+    done
+    return 1
+}
+if asio_relay_stale; then
+    log "building the Asio relay"
+    # egressgate's Release flags and Asio configuration, and its socket hand-over to Asio.
+    g++ -std=c++20 -O3 -DNDEBUG -DBOOST_ASIO_NO_DEPRECATED -Wall -Wextra -pthread -I"$REPO" -o "$ASIO_RELAY.tmp" \
+        "$REPO/bench/egb_asio_relay.cpp" "$REPO/proxy/native_socket.cpp"
+    mv "$ASIO_RELAY.tmp" "$ASIO_RELAY"
+fi
+
 # A copy, so that a rebuild of build/ during the run does not change the binary under test.
 EGRESSGATE="$WORK/egressgate.bin"
 if [[ -n ${EGRESSGATE_BIN:-} ]]; then
@@ -233,10 +250,10 @@ start_egressgate() {   # start_egressgate NAME WORKERS [NAME=VALUE...]: placehol
     [[ -n $PROXY_PORT ]] || { echo "run.sh: egressgate did not start:" >&2; cat "$dir/stderr.log" >&2; exit 1; }
 }
 
-start_relay() {   # start_relay THREADS
-    local dir="$WORK/relay"
+start_relay() {   # start_relay BINARY LABEL THREADS
+    local dir="$WORK/$2"
     mkdir -p "$dir"
-    "$RELAY" --threads "$1" --max-seconds 900 2> "$dir/stderr.log" &
+    "$1" --threads "$3" --max-seconds 900 2> "$dir/stderr.log" &
     PROXY_PID=$!
     STARTED_PIDS+=("$PROXY_PID")
     PROXY_PORT=
@@ -245,7 +262,7 @@ start_relay() {   # start_relay THREADS
         [[ -n $PROXY_PORT ]] && break
         sleep 0.05
     done
-    [[ -n $PROXY_PORT ]] || { echo "run.sh: egb-relay did not start" >&2; exit 1; }
+    [[ -n $PROXY_PORT ]] || { echo "run.sh: $(basename "$1") did not start" >&2; exit 1; }
 }
 
 start_squid() {
@@ -424,11 +441,16 @@ run_phases egressgate-1w target.bench.internal
 stop_proxy
 
 log "bare relay (one thread per core)"
-start_relay "$(nproc)"
+start_relay "$RELAY" relay "$(nproc)"
 run_phases relay target.bench.internal
 stop_proxy
-start_relay "$(nproc)"
+start_relay "$RELAY" relay "$(nproc)"
 run_idle50k relay target.bench.internal
+stop_proxy
+
+log "Asio relay (one thread per core)"
+start_relay "$ASIO_RELAY" asio-relay "$(nproc)"
+run_phases asio-relay target.bench.internal
 stop_proxy
 
 log "squid"
@@ -468,6 +490,9 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
   core); the "1 worker" column is \`workers = 1\`, for a per-core comparison with Squid.
 - bare relay (bench/egb_relay.cpp, $(nproc) threads): a CONNECT relay with no policy, DNS, deadlines
   or logging and the fewest system calls a relay makes; the floor any proxy could reach here.
+- Asio relay (bench/egb_asio_relay.cpp, $(nproc) threads): the same relay on Asio's reactor, driven
+  as egressgate drives it (sockets, reads, waits); the floor for egressgate's I/O model. What
+  egressgate spends above it is its own work: see "Against the Asio relay" below the targets.
 - rate_paced (the "paced" CPU rows): the rate cycle offered at $PACED_RATE a second, 50 connections at most;
   tinyproxy is left out (it cannot keep that rate). At saturation a slower proxy also pays for
   waking peers that went idle; at one offered rate every proxy does the same work.
@@ -481,7 +506,7 @@ OUT_ARGS=()
 if [[ $QUICK == 0 ]]; then OUT_ARGS=(--out "$REPO/docs/performance-results.md"); fi
 echo
 "$LOADGEN" report --results "$RESULTS" --preamble "$PREAMBLE" \
-    --columns "direct:direct,relay:bare relay,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
-    --squid squid --direct direct --relay relay --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
+    --columns "direct:direct,relay:bare relay,asio-relay:Asio relay,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
+    --squid squid --direct direct --relay relay --asio-relay asio-relay --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
 if [[ $QUICK == 0 ]]; then log "written to docs/performance-results.md"; else log "--quick: docs/ left alone"; fi
 log "done in ${ELAPSED} s"
