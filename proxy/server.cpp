@@ -79,10 +79,13 @@ struct Server::Listener {
     bool tls;
 };
 
-// A worker's sockets, timers and resolver are only ever touched on its own thread; other threads
-// reach it only through asio::post (stop, shutdown). So the reactor needs no lock per socket
-// operation, while the scheduler keeps its own for those posts.
-constexpr int kWorkerConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO;
+// A worker's io_context is only ever touched on its own thread: other threads reach a worker
+// through its atomic stop_request, which its sweep reads. So neither the reactor nor the
+// scheduler needs a lock (about 20 lock pairs per connection).
+constexpr int kWorkerConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;
+
+// What Server::stop asks of a worker, in this order; the worker's sweep carries it out.
+enum class StopRequest { none, close_listeners, shut_down };
 
 struct Server::Worker {
     Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
@@ -96,6 +99,8 @@ struct Server::Worker {
     std::vector<Listener> listeners;
     WorkerContext context;
     asio::steady_timer sweep;
+    std::atomic<StopRequest> stop_request{StopRequest::none};
+    bool listeners_closed = false;
     bool stopping = false;
     std::atomic<std::int64_t> heartbeat_ms{steady_ms()};  // the sweep's last tick
     std::atomic<bool> exited{false};
@@ -205,12 +210,29 @@ awaitable<void> Server::sweep_deadlines(Worker& worker) {
         error_code ec;
         co_await worker.sweep.async_wait(with_error(ec));
         worker.heartbeat_ms = steady_ms();
+        act_on_stop_request(worker);
+        if (worker.stopping) break;
         const auto now = steady_clock::now();
         // check_deadline closes sockets and writes progress lines; sessions leave the registry
         // only when their coroutines end, never inside it.
         for (ClientSession* session : worker.context.sessions) session->check_deadline(now);
         if (tick % kSweepsPerLiveLook == 0) look_at_open_sessions(worker, now);
     }
+}
+
+// Within one sweep interval of Server::stop asking. Sessions end on their own once shut down, and
+// the worker's loop returns when the last one has.
+void Server::act_on_stop_request(Worker& worker) {
+    const StopRequest request = worker.stop_request.load();
+    if (request == StopRequest::none) return;
+    if (!worker.listeners_closed) {
+        for (auto& listener : worker.listeners) listener.acceptor.close();
+        worker.listeners_closed = true;
+    }
+    if (request != StopRequest::shut_down) return;
+    for (auto* session : worker.context.sessions) session->shutdown();
+    worker.resolver.shutdown();  // abandoned lookups would keep the loop busy until they time out
+    worker.stopping = true;
 }
 
 // Bytes count into /metrics as they move (here, once a second: no lock on the data path), and
@@ -395,21 +417,10 @@ std::size_t Server::open_sessions() const {
 bool Server::stop(steady_clock::duration drain_timeout) {
     if (workers_.empty()) return true;
     accepting_ = false;
-    for (auto& worker : workers_) {
-        asio::post(worker->io, [&w = *worker] {
-            for (auto& listener : w.listeners) listener.acceptor.close();
-        });
-    }
+    for (auto& worker : workers_) worker->stop_request = StopRequest::close_listeners;
     const auto drained_by = steady_clock::now() + drain_timeout;
     while (open_sessions() > 0 && steady_clock::now() < drained_by) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    for (auto& worker : workers_) {
-        asio::post(worker->io, [&w = *worker] {
-            for (auto* session : w.context.sessions) session->shutdown();  // they end on their own
-            w.resolver.shutdown();  // abandoned lookups would keep the loop busy until they time out
-            w.stopping = true;
-            w.sweep.cancel();
-        });
-    }
+    for (auto& worker : workers_) worker->stop_request = StopRequest::shut_down;
     const auto given_up_by = steady_clock::now() + kWorkerStopGrace;
     // A worker whose thread never started (a start-up error before run()) has nothing to stop.
     const auto ended = [](const Worker& w) { return w.exited.load() || !w.thread.joinable(); };

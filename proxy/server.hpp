@@ -96,6 +96,7 @@ private:
 
     awaitable<void> accept_loop(Worker& worker, Listener& listener);
     static awaitable<void> sweep_deadlines(Worker& worker);
+    static void act_on_stop_request(Worker& worker);
     static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
     void refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
