@@ -29,7 +29,7 @@
 #include <thread>
 #include <vector>
 
-#include "bench/loopback.hpp"
+#include "loopback.hpp"
 #include "proxy/native_socket.hpp"
 
 namespace {
@@ -208,35 +208,15 @@ private:
     std::chrono::steady_clock::time_point until_;
 };
 
-int listen_reuseport(std::uint16_t port) {
-    const int fd = egb::listen_on_loopback(port, egb::PortSharing::reuse_port);
-    if (fd < 0) {
-        std::perror("egb-asio-relay: listen on 127.0.0.1");
-        std::exit(1);
-    }
-    return fd;
-}
-
-double option(int argc, char** argv, std::string_view name, double fallback) {
-    for (int i = 1; i + 1 < argc; ++i) {
-        if (name == argv[i]) return std::atof(argv[i + 1]);
-    }
-    return fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int threads = std::clamp(static_cast<int>(option(argc, argv, "--threads", 1)), 1, 64);
-    const double max_seconds = std::clamp(option(argc, argv, "--max-seconds", 600), 1.0, 3600.0);
+    const auto [threads, max_seconds] = egb::relay_command_line(argc, argv);
     std::signal(SIGTERM, [](int) { g_stop = true; });
     std::signal(SIGINT, [](int) { g_stop = true; });
     std::signal(SIGPIPE, SIG_IGN);
 
-    std::vector<int> listeners{listen_reuseport(0)};
-    const std::uint16_t port = egb::local_port(listeners.front());
-    while (static_cast<int>(listeners.size()) < threads) listeners.push_back(listen_reuseport(port));
-    std::fprintf(stderr, "listening on 127.0.0.1:%u\n", port);
+    const std::vector<int> listeners = egb::relay_listeners(threads, "egb-asio-relay");
 
     const auto until = std::chrono::steady_clock::now() +
                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(max_seconds));

@@ -1126,17 +1126,26 @@ std::vector<std::pair<std::string, std::string>> parse_columns(const std::string
     return columns;
 }
 
-// What egressgate spends per connection cycle above the same relay on Asio's reactor: its own work,
-// apart from what its I/O model costs. No target: the figures say where the gap to the bare relay is.
-void write_against_asio_relay(std::ostream& out, const Results& results, const std::vector<std::pair<std::string, std::string>>& columns,
-                              const std::vector<std::pair<std::string, std::string>>& subjects, const std::string& asio_relay) {
-    out << "\n### Against the Asio relay\n\n| CPU per 1,000 cycles ÷ Asio relay |";
+using Columns = std::vector<std::pair<std::string, std::string>>;
+
+// The head of a table with a column per subject, named as in `columns`: "| title | a | b |" and
+// its rule line, without the rule line's newline.
+void write_subject_head(std::ostream& out, std::string_view title, const Columns& columns, const Columns& subjects) {
+    out << "| " << title << " |";
     for (const auto& subject : subjects) {
         auto named = std::find_if(columns.begin(), columns.end(), [&](const auto& c) { return c.first == subject.first; });
         out << ' ' << (named != columns.end() ? named->second : subject.first) << " |";
     }
     out << "\n|---|";
     for (std::size_t i = 0; i < subjects.size(); ++i) out << "---|";
+}
+
+// What egressgate spends per connection cycle above the same relay on Asio's reactor: its own work,
+// apart from what its I/O model costs. No target: the figures say where the gap to the bare relay is.
+void write_against_asio_relay(std::ostream& out, const Results& results, const Columns& columns, const Columns& subjects,
+                              const std::string& asio_relay) {
+    out << "\n### Against the Asio relay\n\n";
+    write_subject_head(out, "CPU per 1,000 cycles ÷ Asio relay", columns, subjects);
     const std::pair<CpuBasis, const char*> bases[] = {{CpuBasis::per_1k_cycles, "saturated"},
                                                       {CpuBasis::per_1k_paced_cycles, "paced"}};
     for (const auto& [basis, title] : bases) {
@@ -1221,13 +1230,8 @@ int report(const Args& args) {
 
     // Where each egressgate column stands against the targets the team has set.
     const auto subjects = parse_columns(args.text("targets-for", "egressgate"));
-    out << "### Targets\n\n| target |";
-    for (const auto& subject : subjects) {
-        auto named = std::find_if(columns.begin(), columns.end(), [&](const auto& c) { return c.first == subject.first; });
-        out << ' ' << (named != columns.end() ? named->second : subject.first) << " |";
-    }
-    out << "\n|---|";
-    for (std::size_t i = 0; i < subjects.size(); ++i) out << "---|";
+    out << "### Targets\n\n";
+    write_subject_head(out, "target", columns, subjects);
     out << '\n';
     auto verdict = [](std::optional<bool> met) { return !met ? "n/a" : *met ? "**met**" : "**missed**"; };
     auto cell = [&](const std::string& figure, std::optional<bool> met) {

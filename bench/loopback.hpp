@@ -1,11 +1,17 @@
 #pragma once
-// Loopback listeners shared by the benchmark's tools (egb_load.cpp, egb_relay.cpp).
+// Loopback listeners shared by the benchmark's tools (egb_load.cpp, egb_relay.cpp,
+// egb_asio_relay.cpp), and what the two relays share of their command line.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+#include <vector>
 
 namespace egb {
 
@@ -36,6 +42,44 @@ inline std::uint16_t local_port(int fd) {
     socklen_t length = sizeof address;
     getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
     return ntohs(address.sin_port);
+}
+
+// A relay's listeners: one SO_REUSEPORT listener per thread on one port, as egressgate's workers
+// have. Announces "listening on 127.0.0.1:PORT" on stderr; exits when it cannot listen.
+inline std::vector<int> relay_listeners(int threads, const char* tool) {
+    std::vector<int> listeners;
+    std::uint16_t port = 0;
+    while (static_cast<int>(listeners.size()) < threads) {
+        const int fd = listen_on_loopback(port, PortSharing::reuse_port);
+        if (fd < 0) {
+            std::fprintf(stderr, "%s: listen on 127.0.0.1: ", tool);
+            std::perror(nullptr);
+            std::exit(1);
+        }
+        if (listeners.empty()) port = local_port(fd);
+        listeners.push_back(fd);
+    }
+    std::fprintf(stderr, "listening on 127.0.0.1:%u\n", port);
+    return listeners;
+}
+
+// "--name value" on a relay's command line, as a number; fallback when absent.
+inline double numeric_option(int argc, char** argv, std::string_view name, double fallback) {
+    for (int i = 1; i + 1 < argc; ++i) {
+        if (name == argv[i]) return std::atof(argv[i + 1]);
+    }
+    return fallback;
+}
+
+// A relay's command line: --threads N (1 to 64) --max-seconds S (1 to 3600).
+struct RelayCommandLine {
+    int threads;
+    double max_seconds;
+};
+
+inline RelayCommandLine relay_command_line(int argc, char** argv) {
+    return {std::clamp(static_cast<int>(numeric_option(argc, argv, "--threads", 1)), 1, 64),
+            std::clamp(numeric_option(argc, argv, "--max-seconds", 600), 1.0, 3600.0)};
 }
 
 }  // namespace egb
