@@ -1026,6 +1026,37 @@ std::optional<double> cpu_per(const Results& results, const std::string& label, 
     return cpu / unit;
 }
 
+// Interleaved rounds (bench/run.sh): each round runs every subject in turn through a short
+// saturated ("rate50") and a paced ("paced") rate run, as phases "round<N>_rate50" and
+// "round<N>_paced". A round's ratio compares runs minutes apart at most, so what the shared
+// machine does meanwhile weighs on both; the median over rounds is the figure to trust.
+std::optional<double> round_cpu_per_1k(const Results& results, const std::string& label, int round, const char* kind) {
+    const std::string phase = "round" + std::to_string(round) + "_" + kind;
+    const auto seconds = results.get(label, phase, "cpu_s");
+    const auto cycles = results.get(label, phase, "cycles");
+    if (!seconds || !cycles || *cycles <= 0) return std::nullopt;
+    return *seconds / (*cycles / 1000.0);
+}
+
+// label ÷ reference, round by round; empty when a round lacks either.
+std::vector<double> round_ratios(const Results& results, const std::string& label, const std::string& reference,
+                                 int rounds, const char* kind) {
+    std::vector<double> ratios;
+    for (int round = 1; round <= rounds; ++round) {
+        const auto mine = round_cpu_per_1k(results, label, round, kind);
+        const auto theirs = round_cpu_per_1k(results, reference, round, kind);
+        if (!mine || !theirs || *theirs <= 0) return {};
+        ratios.push_back(*mine / *theirs);
+    }
+    return ratios;
+}
+
+double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    const std::size_t middle = values.size() / 2;
+    return values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
+}
+
 std::optional<double> total_errors(const Results& results, const std::string& label) {
     const auto* phases = results.phases(label);
     if (phases == nullptr) return std::nullopt;
@@ -1140,10 +1171,19 @@ void write_subject_head(std::ostream& out, std::string_view title, const Columns
     for (std::size_t i = 0; i < subjects.size(); ++i) out << "---|";
 }
 
+// "1.21× (rounds: 1.30, 1.15, 1.21)": the median, then each round's ratio in round order.
+std::string median_text(const std::vector<double>& ratios) {
+    std::string text = format_number("%.2f×", median(ratios)) + " (rounds:";
+    for (std::size_t i = 0; i < ratios.size(); ++i) text += format_number(i == 0 ? " %.2f" : ", %.2f", ratios[i]);
+    return text + ")";
+}
+
+const std::pair<const char*, const char*> kRoundKinds[] = {{"rate50", "saturated"}, {"paced", "paced"}};
+
 // What egressgate spends per connection cycle above the same relay on Asio's reactor: its own work,
 // apart from what its I/O model costs. No target: the figures say where the gap to the bare relay is.
 void write_against_asio_relay(std::ostream& out, const Results& results, const Columns& columns, const Columns& subjects,
-                              const std::string& asio_relay) {
+                              const std::string& asio_relay, int rounds) {
     out << "\n### Against the Asio relay\n\n";
     write_subject_head(out, "CPU per 1,000 cycles ÷ Asio relay", columns, subjects);
     const std::pair<CpuBasis, const char*> bases[] = {{CpuBasis::per_1k_cycles, "saturated"},
@@ -1158,6 +1198,14 @@ void write_against_asio_relay(std::ostream& out, const Results& results, const C
                      << format_number(", %.2f×", *mine / *floor) << " |";
         }
     }
+    for (const auto& [kind, title] : kRoundKinds) {
+        if (rounds <= 0) break;
+        out << "\n| " << title << ", median of " << rounds << " interleaved rounds |";
+        for (const auto& subject : subjects) {
+            const auto ratios = round_ratios(results, subject.first, asio_relay, rounds, kind);
+            out << ' ' << (ratios.empty() ? std::string("n/a") : median_text(ratios)) << " |";
+        }
+    }
     out << '\n';
 }
 
@@ -1167,6 +1215,7 @@ int report(const Args& args) {
     const std::string squid = args.text("squid", "squid");
     const std::string direct = args.text("direct", "direct");
     const std::string relay = args.text("relay", "relay");
+    const int rounds = static_cast<int>(args.number("rounds", 0));
     std::ostringstream out;
 
     if (args.has("preamble")) {
@@ -1284,6 +1333,16 @@ int report(const Args& args) {
                              *mine / *floor <= kCpuPerCycleToRelayTarget);
         }
     }
+    for (const auto& [kind, title] : kRoundKinds) {
+        if (rounds <= 0) break;
+        out << "\n| CPU per 1,000 cycles, " << title << ", median of " << rounds << " interleaved rounds ≤ "
+            << format_number("%.2f", kCpuPerCycleToRelayTarget) << "× bare relay |";
+        for (const auto& subject : subjects) {
+            const auto ratios = round_ratios(results, subject.first, relay, rounds, kind);
+            if (ratios.empty()) out << cell("n/a", std::nullopt);
+            else out << cell(median_text(ratios), median(ratios) <= kCpuPerCycleToRelayTarget);
+        }
+    }
     out << "\n| idle tunnel ≤ 4 KiB RSS |";
     for (const auto& subject : subjects) {
         const auto bytes = results.get(subject.first, "idle", "bytes_per_tunnel");
@@ -1327,7 +1386,7 @@ int report(const Args& args) {
         else out << cell(format_number("%.0f", *errors), *errors == 0);
     }
     out << '\n';
-    if (args.has("asio-relay")) write_against_asio_relay(out, results, columns, subjects, args.text("asio-relay"));
+    if (args.has("asio-relay")) write_against_asio_relay(out, results, columns, subjects, args.text("asio-relay"), rounds);
     out << "\n### Raw result lines\n\n```\n";
     for (const auto& line : results.lines()) out << line << '\n';
     out << "```\n";

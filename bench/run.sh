@@ -2,7 +2,7 @@
 # egressgate's benchmark: egressgate, Squid and tinyproxy side by side on loopback, and a direct
 # connection as the floor. Prints one Markdown table and writes it to docs/performance-results.md.
 #
-#   sudo ./bench/run.sh            # 10 s per phase, about 5 minutes
+#   sudo ./bench/run.sh            # 10 s per phase, about 11 minutes
 #   sudo ./bench/run.sh --quick    # 2 s per phase, a smoke test (results not written to docs/)
 #
 # Root: apt-get installs squid and tinyproxy (once), and both drop to their own users.
@@ -24,6 +24,9 @@
 #   held50k          when one process's open-file limit cannot hold idle50k's goal: that many
 #                    tunnels held at once by enough egressgate processes (each with its own target
 #                    and generator), every tunnel echoing once more while all of them are open
+#   round<N>_rate50, round<N>_paced
+#                    interleaved rounds (the relays and egressgate): each subject in turn, a short
+#                    rate50 and paced run each, so that the CPU-per-cycle ratios are paired in time
 # The proxy's CPU time (utime+stime of its process tree) is sampled over each run by the generator.
 set -euo pipefail
 
@@ -32,9 +35,11 @@ REPO=$(pwd)
 
 PHASE_SECONDS=10
 QUICK=0
+CPU_ROUNDS=5               # interleaved rounds of the CPU-per-cycle comparison
+ROUND_SECONDS=6            # each run of a round
 for arg in "$@"; do
     case "$arg" in
-        --quick) PHASE_SECONDS=2; QUICK=1 ;;
+        --quick) PHASE_SECONDS=2; QUICK=1; CPU_ROUNDS=2; ROUND_SECONDS=2 ;;
         -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -453,6 +458,30 @@ start_relay "$ASIO_RELAY" asio-relay "$(nproc)"
 run_phases asio-relay target.bench.internal
 stop_proxy
 
+# A phase's CPU-per-cycle ratio moves with whatever else the shared machine does during it, by more
+# than the target's margin. Rounds take the subjects in turn (each round starting one further on),
+# so that each round's ratios compare runs made within a minute; the report takes the median.
+ROUND_SUBJECTS=(relay asio-relay egressgate egressgate-1w)
+start_round_subject() {   # start_round_subject LABEL
+    case $1 in
+        relay) start_relay "$RELAY" relay "$(nproc)" ;;
+        asio-relay) start_relay "$ASIO_RELAY" asio-relay "$(nproc)" ;;
+        egressgate) start_egressgate egressgate 0 ;;
+        egressgate-1w) start_egressgate egressgate-1w 1 ;;
+    esac
+}
+log "interleaved rounds: $CPU_ROUNDS of ${ROUND_SUBJECTS[*]}"
+for (( round = 1; round <= CPU_ROUNDS; round++ )); do
+    for (( i = 0; i < ${#ROUND_SUBJECTS[@]}; i++ )); do
+        label=${ROUND_SUBJECTS[(i + round - 1) % ${#ROUND_SUBJECTS[@]}]}
+        start_round_subject "$label"
+        route=(--proxy "127.0.0.1:$PROXY_PORT" --target "target.bench.internal:$ECHO_PORT" --watch-pid "$PROXY_PID")
+        measure "$label" "round${round}_rate50" rate "${route[@]}" --conns 50 --seconds "$ROUND_SECONDS"
+        measure "$label" "round${round}_paced" rate "${route[@]}" --conns 50 --pace "$PACED_RATE" --seconds "$ROUND_SECONDS"
+        stop_proxy
+    done
+done
+
 log "squid"
 start_squid
 run_phases squid target.bench.internal
@@ -493,6 +522,10 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
 - Asio relay (bench/egb_asio_relay.cpp, $(nproc) threads): the same relay on Asio's reactor, driven
   as egressgate drives it (sockets, reads, waits); the floor for egressgate's I/O model. What
   egressgate spends above it is its own work: see "Against the Asio relay" below the targets.
+- Interleaved rounds: $CPU_ROUNDS rounds, each running the bare relay, the Asio relay, egressgate
+  and egressgate (1 worker) in turn (each round starting one further on) through a ${ROUND_SECONDS}-s saturated
+  rate50 run and a ${ROUND_SECONDS}-s paced run; the "median of $CPU_ROUNDS interleaved rounds" rows
+  compare runs made within a minute of each other, round by round.
 - rate_paced (the "paced" CPU rows): the rate cycle offered at $PACED_RATE a second, 50 connections at most;
   tinyproxy is left out (it cannot keep that rate). At saturation a slower proxy also pays for
   waking peers that went idle; at one offered rate every proxy does the same work.
@@ -507,6 +540,6 @@ if [[ $QUICK == 0 ]]; then OUT_ARGS=(--out "$REPO/docs/performance-results.md");
 echo
 "$LOADGEN" report --results "$RESULTS" --preamble "$PREAMBLE" \
     --columns "direct:direct,relay:bare relay,asio-relay:Asio relay,egressgate:egressgate,egressgate-1w:egressgate (1 worker),squid:Squid,tinyproxy:tinyproxy" \
-    --squid squid --direct direct --relay relay --asio-relay asio-relay --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
+    --squid squid --direct direct --relay relay --asio-relay asio-relay --rounds "$CPU_ROUNDS" --targets-for "egressgate,egressgate-1w" "${OUT_ARGS[@]}"
 if [[ $QUICK == 0 ]]; then log "written to docs/performance-results.md"; else log "--quick: docs/ left alone"; fi
 log "done in ${ELAPSED} s"
