@@ -1183,7 +1183,7 @@ const std::pair<const char*, const char*> kRoundKinds[] = {{"rate50", "saturated
 // What egressgate spends per connection cycle above the same relay on Asio's reactor: its own work,
 // apart from what its I/O model costs. No target: the figures say where the gap to the bare relay is.
 void write_against_asio_relay(std::ostream& out, const Results& results, const Columns& columns, const Columns& subjects,
-                              const std::string& asio_relay, int rounds) {
+                              const std::string& asio_relay, const std::string& relay, int rounds) {
     out << "\n### Against the Asio relay\n\n";
     write_subject_head(out, "CPU per 1,000 cycles ÷ Asio relay", columns, subjects);
     const std::pair<CpuBasis, const char*> bases[] = {{CpuBasis::per_1k_cycles, "saturated"},
@@ -1207,6 +1207,12 @@ void write_against_asio_relay(std::ostream& out, const Results& results, const C
         }
     }
     out << '\n';
+    // The other half of the gap: the Asio relay against the bare relay, in the same rounds.
+    const auto saturated = round_ratios(results, asio_relay, relay, rounds, "rate50");
+    const auto paced = round_ratios(results, asio_relay, relay, rounds, "paced");
+    if (saturated.empty() || paced.empty()) return;
+    out << "\nThe Asio relay itself, ÷ bare relay, median of " << rounds << " interleaved rounds: saturated "
+        << median_text(saturated) << ", paced " << median_text(paced) << ".\n";
 }
 
 int report(const Args& args) {
@@ -1386,7 +1392,7 @@ int report(const Args& args) {
         else out << cell(format_number("%.0f", *errors), *errors == 0);
     }
     out << '\n';
-    if (args.has("asio-relay")) write_against_asio_relay(out, results, columns, subjects, args.text("asio-relay"), rounds);
+    if (args.has("asio-relay")) write_against_asio_relay(out, results, columns, subjects, args.text("asio-relay"), relay, rounds);
     out << "\n### Raw result lines\n\n```\n";
     for (const auto& line : results.lines()) out << line << '\n';
     out << "```\n";
