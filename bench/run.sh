@@ -40,7 +40,7 @@ ROUND_SECONDS=6            # each run of a round
 for arg in "$@"; do
     case "$arg" in
         --quick) PHASE_SECONDS=2; QUICK=1; CPU_ROUNDS=2; ROUND_SECONDS=2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo pipefail$/{/^set /!p}' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -242,6 +242,7 @@ start_egressgate() {   # start_egressgate NAME WORKERS [NAME=VALUE...]: placehol
     mkdir -p "$dir"
     fill_template egressgate.toml.in "$dir/egressgate.toml" "$dir" "WORKERS=$workers" "$@"
     "$EGRESSGATE" --check-config "$dir/egressgate.toml" >/dev/null
+    : > "$dir/stderr.log"   # emptied here, not by the child: a restart must not read the last port
     "$EGRESSGATE" --config "$dir/egressgate.toml" > "$dir/stdout.log" 2> "$dir/stderr.log" &
     PROXY_PID=$!
     STARTED_PIDS+=("$PROXY_PID")
@@ -258,6 +259,7 @@ start_egressgate() {   # start_egressgate NAME WORKERS [NAME=VALUE...]: placehol
 start_relay() {   # start_relay BINARY LABEL THREADS
     local dir="$WORK/$2"
     mkdir -p "$dir"
+    : > "$dir/stderr.log"   # as in start_egressgate
     "$1" --threads "$3" --max-seconds 900 2> "$dir/stderr.log" &
     PROXY_PID=$!
     STARTED_PIDS+=("$PROXY_PID")
@@ -530,7 +532,7 @@ hand (docs/performance.md explains the method). $PHASE_SECONDS s per phase; the 
   tinyproxy is left out (it cannot keep that rate). At saturation a slower proxy also pays for
   waking peers that went idle; at one offered rate every proxy does the same work.
 - Squid $SQUID_VERSION: \`workers 1\` (one process, one core). tinyproxy $TINYPROXY_VERSION: a thread per connection.
-- Access logging during the run: egressgate $(count_lines "$WORK/egressgate/audit.jsonl") + $(count_lines "$WORK/egressgate-1w/audit.jsonl") audit lines,
+- Access logging during the run: egressgate $(count_lines "$WORK/egressgate/audit.jsonl") + $(count_lines "$WORK/egressgate-1w/audit.jsonl") audit lines (the interleaved rounds' included),
   Squid $(count_lines "$WORK/squid/access.log") access-log lines, tinyproxy $(count_lines "$WORK/tinyproxy/tinyproxy.log") log lines.
 
 EOF

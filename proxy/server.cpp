@@ -84,8 +84,10 @@ struct Server::Listener {
 // scheduler needs a lock (about 20 lock pairs per connection).
 constexpr int kWorkerConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;
 
+namespace {
 // What Server::stop asks of a worker, in this order; the worker's sweep carries it out.
 enum class StopRequest { none, close_listeners, shut_down };
+}  // namespace
 
 struct Server::Worker {
     Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
@@ -100,7 +102,7 @@ struct Server::Worker {
     WorkerContext context;
     asio::steady_timer sweep;
     std::atomic<StopRequest> stop_request{StopRequest::none};
-    bool listeners_closed = false;
+    std::atomic<bool> listeners_closed{false};  // Server::stop waits for it before the drain
     bool stopping = false;
     std::atomic<std::int64_t> heartbeat_ms{steady_ms()};  // the sweep's last tick
     std::atomic<bool> exited{false};
@@ -204,20 +206,34 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
 // One timer per worker instead of one per session: sessions only note their deadlines. The
 // tick is the worker's heartbeat too: a worker that stops ticking is stuck.
 awaitable<void> Server::sweep_deadlines(Worker& worker) {
-    constexpr auto kSweepsPerLiveLook = kLiveInterval / kDeadlineSweepInterval;
     for (std::int64_t tick = 1; !worker.stopping; ++tick) {
         worker.sweep.expires_after(kDeadlineSweepInterval);
         error_code ec;
         co_await worker.sweep.async_wait(with_error(ec));
         worker.heartbeat_ms = steady_ms();
-        act_on_stop_request(worker);
-        if (worker.stopping) break;
-        const auto now = steady_clock::now();
-        // check_deadline closes sockets and writes progress lines; sessions leave the registry
-        // only when their coroutines end, never inside it.
-        for (ClientSession* session : worker.context.sessions) session->check_deadline(now);
-        if (tick % kSweepsPerLiveLook == 0) look_at_open_sessions(worker, now);
+        // A tick that throws is a bug: it is logged and the sweep goes on, because every deadline
+        // and Server::stop depend on it.
+        try {
+            sweep_once(worker, tick);
+        } catch (const std::exception& e) {
+            static LogThrottle failures;
+            if (const auto held_back = failures.admit()) {
+                spdlog::critical("{}: the deadline sweep failed: {} ({} more since the last report)", worker.name(),
+                                 e.what(), *held_back);
+            }
+        }
     }
+}
+
+void Server::sweep_once(Worker& worker, std::int64_t tick) {
+    constexpr auto kSweepsPerLiveLook = kLiveInterval / kDeadlineSweepInterval;
+    act_on_stop_request(worker);
+    if (worker.stopping) return;
+    const auto now = steady_clock::now();
+    // check_deadline closes sockets and writes progress lines; sessions leave the registry
+    // only when their coroutines end, never inside it.
+    for (ClientSession* session : worker.context.sessions) session->check_deadline(now);
+    if (tick % kSweepsPerLiveLook == 0) look_at_open_sessions(worker, now);
 }
 
 // Within one sweep interval of Server::stop asking. Sessions end on their own once shut down, and
@@ -226,7 +242,8 @@ void Server::act_on_stop_request(Worker& worker) {
     const StopRequest request = worker.stop_request.load();
     if (request == StopRequest::none) return;
     if (!worker.listeners_closed) {
-        for (auto& listener : worker.listeners) listener.acceptor.close();
+        error_code ignored;
+        for (auto& listener : worker.listeners) listener.acceptor.close(ignored);
         worker.listeners_closed = true;
     }
     if (request != StopRequest::shut_down) return;
@@ -417,17 +434,22 @@ std::size_t Server::open_sessions() const {
 bool Server::stop(steady_clock::duration drain_timeout) {
     if (workers_.empty()) return true;
     accepting_ = false;
+    // A worker whose thread never started (a start-up error before run()) has nothing to stop.
+    const auto ended = [](const Worker& w) { return w.exited.load() || !w.thread.joinable(); };
+    const auto all_workers = [&](auto&& done) {
+        return std::all_of(workers_.begin(), workers_.end(), [&](const auto& w) { return done(*w); });
+    };
     for (auto& worker : workers_) worker->stop_request = StopRequest::close_listeners;
+    // Clients that come now are refused by the kernel rather than accepted and shut down with the
+    // rest; a stuck worker's listeners stay open, and the drain goes on without it.
+    const auto closed = [&](const Worker& w) { return w.listeners_closed.load() || ended(w); };
+    const auto closed_by = steady_clock::now() + kListenerCloseWait;
+    while (!all_workers(closed) && steady_clock::now() < closed_by) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     const auto drained_by = steady_clock::now() + drain_timeout;
     while (open_sessions() > 0 && steady_clock::now() < drained_by) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     for (auto& worker : workers_) worker->stop_request = StopRequest::shut_down;
     const auto given_up_by = steady_clock::now() + kWorkerStopGrace;
-    // A worker whose thread never started (a start-up error before run()) has nothing to stop.
-    const auto ended = [](const Worker& w) { return w.exited.load() || !w.thread.joinable(); };
-    const auto all_exited = [&] {
-        return std::all_of(workers_.begin(), workers_.end(), [&](const auto& w) { return ended(*w); });
-    };
-    while (!all_exited() && steady_clock::now() < given_up_by) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (!all_workers(ended) && steady_clock::now() < given_up_by) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     bool stopped = true;
     for (auto& worker : workers_) {
         if (ended(*worker)) {

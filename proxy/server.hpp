@@ -36,6 +36,9 @@ inline constexpr std::chrono::milliseconds kWorkerStallThreshold{2000};
 // After the drain, how long workers get to end their sessions before the process leaves
 // without a worker that does not stop (a stuck one).
 inline constexpr std::chrono::milliseconds kWorkerStopGrace{750};
+// How long a stop waits for the workers to close their listeners (each does at its next sweep)
+// before the drain begins without a worker that has not (a stuck one).
+inline constexpr std::chrono::milliseconds kListenerCloseWait{500};
 
 // The config new connections get. Sessions keep the pointer they started with, so a reload never
 // changes a tunnel under its feet.
@@ -96,6 +99,7 @@ private:
 
     awaitable<void> accept_loop(Worker& worker, Listener& listener);
     static awaitable<void> sweep_deadlines(Worker& worker);
+    static void sweep_once(Worker& worker, std::int64_t tick);
     static void act_on_stop_request(Worker& worker);
     static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
