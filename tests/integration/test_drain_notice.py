@@ -30,6 +30,8 @@ DRAIN_MS = 4_000          # below the harness's STOP_TIMEOUT (5 s), so a hung dr
 STATE_TIMEOUT = 5.0       # seconds for /readyz or the listeners to change after a signal
 POLL_INTERVAL = 0.02      # seconds between two looks at /readyz or the listener
 REFUSAL_CHECKS = 3        # connects that must all be refused once the listeners are closed
+STOP_BEGUN_DELAY = 0.02   # seconds after SIGTERM: the stop has begun, the workers' next sweep not yet
+STOP_RACE_ATTEMPTS = 5    # proxies tried until a tunnel lands between the two
 STOPPING_LINE = "stopping: draining open connections"
 NOTICE_LINE = "draining: /readyz answers 503"
 
@@ -233,6 +235,29 @@ class DrainNoticeTest(PerTestProxyCase):
             self.assertEqual(recv_until_eof(held, timeout=DRAIN_MS / 1000), b"")
         self.assert_exits_cleanly(proxy)
         self.assertNotIn("draining:", proxy.stderr())
+
+    def test_a_tunnel_accepted_as_the_stop_begins_is_drained_not_shut_down(self):
+        """Each worker closes its listeners at its next sweep. With nothing open when SIGTERM
+        comes, the stop must still wait for that before it decides whether to drain: a tunnel
+        accepted meanwhile is drained like any other, not shut down at once."""
+        for _ in range(STOP_RACE_ATTEMPTS):
+            proxy, _ = self.start_with_notice(0)
+            proxy.proc.send_signal(signal.SIGTERM)
+            time.sleep(STOP_BEGUN_DELAY)
+            try:
+                held, response = open_tunnel(proxy, self.target)
+            except (ConnectionRefusedError, ConnectionResetError):
+                self.assert_exits_cleanly(proxy)  # the listeners closed first: try again
+                continue
+            with held:
+                self.assertEqual(response.head, ESTABLISHED)
+                wait_for(lambda: connection_refused(proxy.port), STATE_TIMEOUT, "new connections refused", proxy)
+                echo_through(held, b"accepted as the stop began", response.rest)
+                held.shutdown(socket.SHUT_WR)
+                self.assertEqual(recv_until_eof(held, timeout=DRAIN_MS / 1000), b"")
+            self.assert_exits_cleanly(proxy)
+            return
+        self.fail(f"in {STOP_RACE_ATTEMPTS} attempts no tunnel was accepted before the listeners closed")
 
 
 if __name__ == "__main__":
