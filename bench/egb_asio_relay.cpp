@@ -174,7 +174,8 @@ private:
             const error_code ec = egressgate::proxy::accept_nonblocking(acceptor_, client, peer);
             if (ec == asio::error::would_block) {
                 acceptor_.async_wait(tcp::acceptor::wait_read, [this](const error_code& wait_ec) {
-                    if (!wait_ec) accept();
+                    if (!wait_ec) return accept();
+                    if (wait_ec != asio::error::operation_aborted) retry_accept();  // not stopping: go on
                 });
                 return;
             }
