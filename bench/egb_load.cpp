@@ -1171,6 +1171,11 @@ void write_subject_head(std::ostream& out, std::string_view title, const Columns
     for (std::size_t i = 0; i < subjects.size(); ++i) out << "---|";
 }
 
+// "0.138 vs 0.121 s, 1.14×": a subject's CPU per 1,000 cycles against a reference's.
+std::string cpu_ratio_text(double mine, double reference) {
+    return format_number("%.3f", mine) + format_number(" vs %.3f s", reference) + format_number(", %.2f×", mine / reference);
+}
+
 // "1.21× (rounds: 1.30, 1.15, 1.21)": the median, then each round's ratio in round order.
 std::string median_text(const std::vector<double>& ratios) {
     std::string text = format_number("%.2f×", median(ratios)) + " (rounds:";
@@ -1194,8 +1199,7 @@ void write_against_asio_relay(std::ostream& out, const Results& results, const C
             const auto mine = cpu_per(results, subject.first, basis);
             const auto floor = cpu_per(results, asio_relay, basis);
             if (!mine || !floor || *floor <= 0) out << " n/a |";
-            else out << ' ' << format_number("%.3f", *mine) << format_number(" vs %.3f s", *floor)
-                     << format_number(", %.2f×", *mine / *floor) << " |";
+            else out << ' ' << cpu_ratio_text(*mine, *floor) << " |";
         }
     }
     for (const auto& [kind, title] : kRoundKinds) {
@@ -1334,9 +1338,7 @@ int report(const Args& args) {
             const auto mine = cpu_per(results, subject.first, basis);
             const auto floor = cpu_per(results, relay, basis);
             if (!mine || !floor || *floor <= 0) out << cell("n/a", std::nullopt);
-            else out << cell(format_number("%.3f", *mine) + format_number(" vs %.3f s", *floor) +
-                                 format_number(", %.2f×", *mine / *floor),
-                             *mine / *floor <= kCpuPerCycleToRelayTarget);
+            else out << cell(cpu_ratio_text(*mine, *floor), *mine / *floor <= kCpuPerCycleToRelayTarget);
         }
     }
     for (const auto& [kind, title] : kRoundKinds) {
