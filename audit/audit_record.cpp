@@ -13,51 +13,6 @@
 namespace egressgate::audit {
 namespace {
 
-// The line is built in a buffer with room for a typical line inline, and copied once into the
-// string handed to the writer: one allocation per line. Appends check the room and copy, no
-// more: this runs for every field of every connection's line.
-constexpr std::size_t kTypicalLineBytes = 512;
-
-class LineBuffer {
-public:
-    LineBuffer() = default;
-    LineBuffer(const LineBuffer&) = delete;
-    LineBuffer& operator=(const LineBuffer&) = delete;
-
-    void push_back(char c) {
-        make_room(1);
-        data_[size_++] = c;
-    }
-    void append(const char* p, std::size_t n) {
-        if (n == 0) return;  // an empty view may have no data at all, and memcpy wants some
-        make_room(n);
-        std::memcpy(data_ + size_, p, n);
-        size_ += n;
-    }
-    void append(const char* begin, const char* end) { append(begin, static_cast<std::size_t>(end - begin)); }
-    std::size_t size() const { return size_; }
-    std::string str() const { return std::string(data_, size_); }
-
-private:
-    void make_room(std::size_t n) {
-        if (n > capacity_ - size_) grow(n);
-    }
-    void grow(std::size_t n) {
-        const std::size_t capacity = std::max(capacity_ * 2, size_ + n);
-        auto bigger = std::make_unique<char[]>(capacity);
-        std::memcpy(bigger.get(), data_, size_);
-        heap_ = std::move(bigger);
-        data_ = heap_.get();
-        capacity_ = capacity;
-    }
-
-    char inline_[kTypicalLineBytes];
-    std::unique_ptr<char[]> heap_;
-    char* data_ = inline_;
-    std::size_t size_ = 0;
-    std::size_t capacity_ = kTypicalLineBytes;
-};
-
 void append(LineBuffer& out, std::string_view s) { out.append(s.data(), s.size()); }
 
 // Which bytes each escaping copies as they are, as tables: these run for every byte of every
@@ -225,17 +180,15 @@ public:
         const fmt::format_int digits(value);
         out_.append(digits.data(), digits.size());
     }
-    std::string finish() && {
-        append(out_, "}\n");
-        return out_.str();
-    }
+    explicit LineBuilder(LineBuffer& out) : out_(out) {}
+    void finish() { append(out_, "}\n"); }
 
 private:
     void key_(std::string_view key) {
         out_.push_back(out_.size() == 0 ? '{' : ',');
         append(out_, key);
     }
-    LineBuffer out_;
+    LineBuffer& out_;
 };
 
 }  // namespace
@@ -274,8 +227,9 @@ std::string escape_client_bytes(std::string_view bytes) {
     return out.str();
 }
 
-std::string format_line(const Record& r) {
-    LineBuilder line;
+namespace {
+
+void write_fields(LineBuilder& line, const Record& r) {
     line.time<field::time>(r.time);
     line.string<field::record>(to_string(r.kind));
     line.string<field::connection_id>(r.connection_id);
@@ -298,7 +252,16 @@ std::string format_line(const Record& r) {
     line.number<field::connect_ms>(r.connect_ms);
     line.number<field::duration_ms>(r.duration_ms);
     line.string<field::close_reason>(to_string(r.close_reason));
-    return std::move(line).finish();
 }
+
+}  // namespace
+
+FormattedLine::FormattedLine(const Record& record) {
+    LineBuilder line(line_);
+    write_fields(line, record);
+    line.finish();
+}
+
+std::string format_line(const Record& record) { return std::string(FormattedLine(record).view()); }
 
 }  // namespace egressgate::audit

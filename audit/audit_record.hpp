@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "audit/line_buffer.hpp"
+
 namespace egressgate::audit {
 
 // Why a connection ended. Fixed strings (to_string): operators grep for them.
@@ -71,6 +73,17 @@ struct Record {
 // sni, alpn) go through escape_client_bytes; every other string is escaped for JSON, and a byte that
 // is not part of valid UTF-8 is written as "\xHH" too.
 std::string format_line(const Record& record);
+
+// The same line, built where it is declared: a typical line costs no allocation, which is what
+// the proxy writes for every connection.
+class FormattedLine {
+public:
+    explicit FormattedLine(const Record& record);
+    std::string_view view() const { return line_.view(); }
+
+private:
+    LineBuffer line_;
+};
 
 // Client bytes as printable ASCII: 0x20..0x7e pass except the backslash, which becomes "\\";
 // every other byte becomes "\xHH". Reversible, and safe in any log or terminal.

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
-#include <vector>
 #include <algorithm>
 #include <utility>
 
@@ -97,16 +96,34 @@ AuditWriter::~AuditWriter() {
     if (owns_fd_) ::close(fd_);
 }
 
-void AuditWriter::write(std::string line) {
+void AuditWriter::Lines::clear() {
+    if (bytes.capacity() > kRetainedAuditBufferBytes) {
+        std::string().swap(bytes);
+        std::vector<std::size_t>().swap(ends);
+    }
+    bytes.clear();
+    ends.clear();
+}
+
+// A line that cannot be queued (no memory) is dropped and counted, like one over the limit.
+void AuditWriter::write(std::string_view line) {
     bool batch_full = false;
     {
         std::lock_guard lock(mutex_);
-        if (queue_.size() >= kMaxQueuedAuditLines) {
+        if (queue_.ends.size() >= kMaxQueuedAuditLines) {
             ++dropped_;
             return;
         }
-        queue_.push_back(std::move(line));
-        batch_full = queue_.size() == kAuditBatchLines;
+        const std::size_t queued_bytes = queue_.bytes.size();
+        try {
+            queue_.bytes.append(line);
+            queue_.ends.push_back(queue_.bytes.size());
+        } catch (const std::bad_alloc&) {
+            queue_.bytes.resize(queued_bytes);  // no part of the line stays queued
+            ++dropped_;
+            return;
+        }
+        batch_full = queue_.ends.size() == kAuditBatchLines;
     }
     if (batch_full) wake_.notify_one();
 }
@@ -137,64 +154,70 @@ std::optional<std::string> AuditWriter::failure() const {
 
 // Takes the whole queue at once and writes it outside the lock: few system calls per batch.
 void AuditWriter::run() {
-    std::deque<std::string> batch;
+    Lines batch;
     bool reopen = false;
     for (;;) {
         {
             std::unique_lock lock(mutex_);
             wake_.wait_for(lock, kAuditFlushInterval,
-                           [this] { return stopping_ || reopen_requested_ || queue_.size() >= kAuditBatchLines; });
-            if (queue_.empty() && stopping_ && !reopen_requested_) return;
-            batch.swap(queue_);
+                           [this] { return stopping_ || reopen_requested_ || queue_.ends.size() >= kAuditBatchLines; });
+            if (queue_.ends.empty() && stopping_ && !reopen_requested_) return;
+            std::swap(batch, queue_);
             reopen = std::exchange(reopen_requested_, false);
         }
-        if (!batch.empty()) write_batch(batch);
+        if (!batch.ends.empty()) write_batch(batch);
         batch.clear();
         if (reopen) switch_files();
     }
 }
 
-// Lines are gathered into writes of up to kMaxWriteBytes, each ending at a line's end. A write
-// the disk refuses loses its lines, which are counted as dropped, never half-written on purpose.
-void AuditWriter::write_batch(const std::deque<std::string>& batch) {
-    std::string block;
-    block.reserve(kMaxWriteBytes);
-    std::vector<std::size_t> line_ends;  // offsets in block where each line ends
-    const auto flush = [&] {
-        if (block.empty()) return;
-        // A write the disk cut off mid-line left a partial line: it gets its newline before the
-        // next block, so that the next line stays whole and a line of its own.
-        if (line_cut_) line_cut_ = !write_fully(fd_, "\n");
-        const std::size_t written = line_cut_ ? 0 : write_all(fd_, block);
-        const auto whole = std::upper_bound(line_ends.begin(), line_ends.end(), written) - line_ends.begin();
-        if (written == block.size()) {
-            std::lock_guard lock(mutex_);
-            written_ += line_ends.size();
-            failure_.reset();
-        } else {
-            const int error = errno;
-            const std::uint64_t lost = line_ends.size() - static_cast<std::size_t>(whole);
-            line_cut_ = line_cut_ || (written > 0 && (whole == 0 || line_ends[whole - 1] != written));
-            {
-                std::lock_guard lock(mutex_);
-                dropped_ += lost;
-                written_ += static_cast<std::uint64_t>(whole);
-                failure_ = std::string(std::strerror(error));
-            }
-            if (const auto held_back = write_failures_.admit()) {
-                spdlog::error("audit: cannot write {} lines: {} ({} more failed writes not logged)", lost,
-                              std::strerror(error), *held_back);
-            }
-        }
-        block.clear();
-        line_ends.clear();
-    };
-    for (const auto& line : batch) {
-        if (block.size() + line.size() > kMaxWriteBytes) flush();
-        block += line;
-        line_ends.push_back(block.size());
+// Lines go out in writes of up to kMaxWriteBytes, each ending at a line's end (a longer line
+// is a write of its own). A write the disk refuses loses its lines, which are counted as
+// dropped, never half-written on purpose.
+void AuditWriter::write_batch(const Lines& batch) {
+    std::size_t first = 0;
+    while (first < batch.ends.size()) {
+        const std::size_t start = first == 0 ? 0 : batch.ends[first - 1];
+        auto end = std::upper_bound(batch.ends.begin() + static_cast<std::ptrdiff_t>(first), batch.ends.end(),
+                                    start + kMaxWriteBytes);
+        if (end == batch.ends.begin() + static_cast<std::ptrdiff_t>(first)) ++end;  // one line past the limit
+        const auto last = static_cast<std::size_t>(end - batch.ends.begin());
+        write_block(batch, first, last);
+        first = last;
     }
-    flush();
+}
+
+// Writes lines [first_line, end_line) of the batch with one write_all.
+void AuditWriter::write_block(const Lines& batch, std::size_t first_line, std::size_t end_line) {
+    const std::size_t start = first_line == 0 ? 0 : batch.ends[first_line - 1];
+    const std::string_view block(batch.bytes.data() + start, batch.ends[end_line - 1] - start);
+    // A write the disk cut off mid-line left a partial line: it gets its newline before the
+    // next block, so that the next line stays whole and a line of its own.
+    if (line_cut_) line_cut_ = !write_fully(fd_, "\n");
+    const std::size_t written = line_cut_ ? 0 : write_all(fd_, block);
+    const std::size_t lines = end_line - first_line;
+    if (written == block.size()) {
+        std::lock_guard lock(mutex_);
+        written_ += lines;
+        failure_.reset();
+        return;
+    }
+    const int error = errno;
+    const auto ends = batch.ends.begin() + static_cast<std::ptrdiff_t>(first_line);
+    const auto past_written = std::upper_bound(ends, ends + static_cast<std::ptrdiff_t>(lines), start + written);
+    const auto whole = static_cast<std::size_t>(past_written - ends);
+    const std::uint64_t lost = lines - whole;
+    line_cut_ = line_cut_ || (written > 0 && (whole == 0 || batch.ends[first_line + whole - 1] != start + written));
+    {
+        std::lock_guard lock(mutex_);
+        dropped_ += lost;
+        written_ += whole;
+        failure_ = std::string(std::strerror(error));
+    }
+    if (const auto held_back = write_failures_.admit()) {
+        spdlog::error("audit: cannot write {} lines: {} ({} more failed writes not logged)", lost, std::strerror(error),
+                      *held_back);
+    }
 }
 
 }  // namespace egressgate::proxy

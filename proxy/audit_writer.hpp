@@ -3,11 +3,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "proxy/log_throttle.hpp"
 
@@ -21,6 +22,9 @@ inline constexpr std::size_t kMaxQueuedAuditLines = 1 << 17;
 // would cost each connection a futex call and two context switches.
 inline constexpr std::chrono::milliseconds kAuditFlushInterval{50};
 inline constexpr std::size_t kAuditBatchLines = 512;
+// A batch buffer that a burst (a disk that stalled) grew past this is given back once written;
+// below it, it is kept, so that lines are queued with no allocation.
+inline constexpr std::size_t kRetainedAuditBufferBytes = 4 << 20;
 
 class AuditWriter {
 public:
@@ -33,8 +37,9 @@ public:
     AuditWriter(const AuditWriter&) = delete;
     AuditWriter& operator=(const AuditWriter&) = delete;
 
-    // Thread-safe, never blocks on I/O. The line reaches the file within kAuditFlushInterval.
-    void write(std::string line);
+    // Thread-safe, never blocks on I/O. The line (with its '\n') is copied; it reaches the file
+    // within kAuditFlushInterval.
+    void write(std::string_view line);
     // SIGUSR1, after log rotation moved the file: what is queued goes to the old file, what comes
     // after to a new file at the same path. Lines are never lost or split across the two.
     void reopen();
@@ -47,8 +52,17 @@ public:
     std::optional<std::string> failure() const;
 
 private:
+    // Queued lines end to end in one buffer: queueing a line allocates nothing once the buffer
+    // has grown to a batch, and nothing is freed on another thread than allocated it.
+    struct Lines {
+        std::string bytes;
+        std::vector<std::size_t> ends;  // offsets in bytes where each line ends
+        void clear();
+    };
+
     void run();
-    void write_batch(const std::deque<std::string>& batch);
+    void write_batch(const Lines& batch);
+    void write_block(const Lines& batch, std::size_t first_line, std::size_t end_line);
     void switch_files();
 
     const std::string path_;
@@ -56,7 +70,7 @@ private:
     bool owns_fd_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
-    std::deque<std::string> queue_;
+    Lines queue_;
     bool stopping_ = false;
     bool reopen_requested_ = false;
     bool line_cut_ = false;  // writer thread only: the file ends in a partial line

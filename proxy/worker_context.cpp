@@ -41,7 +41,7 @@ void LiveCollector::apply(audit::TrafficCounters& counters, std::map<std::string
 }
 
 void WorkerContext::conclude(const audit::Record& record, audit::CountedBytes counted) {
-    audit.write(audit::format_line(record));
+    audit.write(audit::FormattedLine(record).view());
     std::lock_guard lock(counters_mutex);
     counters.add(record, counted);
     if (record.kind == audit::RecordKind::final && record.decision == "deny") {

@@ -194,3 +194,37 @@ TEST_CASE("a record closed before any decision has empty decision and reason", "
     CHECK(j[std::string(field::reason)] == "");
     CHECK(j[std::string(field::close_reason)] == "client_closed");
 }
+
+// Runs of plain bytes are copied whole: a byte that needs escaping is found wherever it lies in
+// the field, first, last or inside a run, for every byte value.
+TEST_CASE("every byte is escaped wherever it lies in a field", "[audit]") {
+    const auto escaped = [](unsigned char c) -> std::string {
+        constexpr char kHex[] = "0123456789abcdef";
+        if (c == '"') return "\\\"";
+        if (c == '\\') return "\\\\";
+        if (c == '\n') return "\\n";
+        if (c == '\r') return "\\r";
+        if (c == '\t') return "\\t";
+        if (c >= 0x20 && c < 0x7f) return std::string(1, static_cast<char>(c));
+        std::string text = c >= 0x80 ? "\\\\x" : "\\u00";  // a lone byte >= 0x80 is not UTF-8
+        text += kHex[c >> 4];
+        text += kHex[c & 0xf];
+        return text;
+    };
+    for (const std::size_t length : {8u, 9u, 15u, 16u, 17u}) {
+        for (std::size_t at = 0; at < length; ++at) {
+            for (int c = 0; c < 256; ++c) {
+                std::string vm(length, 'a');
+                vm[at] = static_cast<char>(c);
+                Record r = sample();
+                r.vm = vm;
+                std::string expected = "\"";
+                expected.append(field::vm).append("\":\"").append(at, 'a');
+                expected.append(escaped(static_cast<unsigned char>(c))).append(length - at - 1, 'a').append("\"");
+                const std::string line = egressgate::audit::format_line(r);
+                INFO("length " << length << ", byte " << c << " at " << at);
+                REQUIRE(line.find(expected) != std::string::npos);
+            }
+        }
+    }
+}
