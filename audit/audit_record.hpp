@@ -65,8 +65,8 @@ struct Record {
     // name, else its address while [admin] max_client_series allows, else "other").
     std::string series;
     // Not written to the line either: the name of the rule that decided (policy::Decision's
-    // rule_name, a bounded set), for /metrics.
-    std::string policy_rule;
+    // rule_name, a bounded set), for /metrics. Its text is the session's config's, or fixed.
+    std::string_view policy_rule;
 };
 
 // One JSON object and a trailing '\n', always valid UTF-8. Fields a client controls (host, path,

@@ -44,12 +44,13 @@ struct Decision {
     std::string_view reason;  // one of policy::reason
     std::string rule;         // what decided: "catalog:azure-backup *.blob.core.windows.net", "imds", ...
     // The rule's name alone, for /metrics (a bounded set): an [[egress.rule]] name,
-    // "egress.deny_hosts", "egress.hosts", "egress.service_tags", "egress.ports", ...
-    std::string rule_name;
+    // "egress.deny_hosts", "egress.hosts", "egress.service_tags", "egress.ports", ... Fixed
+    // text or the deciding policy's: valid while that policy is, as a session's config is.
+    std::string_view rule_name;
     // The addresses the destination must resolve into (service tags), when the rule says so.
     std::shared_ptr<const PrefixSet> within;
     std::string within_rule;  // where that requirement came from, for the address's decision
-    std::string within_name;  // its rule name alone, for /metrics
+    std::string_view within_name;  // its rule name alone, for /metrics (as rule_name)
     // Decided in report mode (the deciding rule's, or [egress] mode): an address outside
     // `within` is then reported, not refused. The address deny list is enforced regardless.
     bool on_trial = false;

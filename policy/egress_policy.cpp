@@ -17,11 +17,11 @@ constexpr std::string_view kAllowAddressesPrefix = "allow_addresses:";
 constexpr std::string_view kRulePrefix = "rule:";
 
 Decision allow(std::string_view why, std::string rule, std::string_view rule_name) {
-    return Decision{Verdict::allow, why, std::move(rule), std::string(rule_name), nullptr, {}, {}};
+    return Decision{Verdict::allow, why, std::move(rule), rule_name, nullptr, {}, {}};
 }
 
 Decision deny(std::string_view why, std::string rule, std::string_view rule_name) {
-    return Decision{Verdict::deny, why, std::move(rule), std::string(rule_name), nullptr, {}, {}};
+    return Decision{Verdict::deny, why, std::move(rule), rule_name, nullptr, {}, {}};
 }
 
 // An address outside the service tags a decision requires: refused, or reported when the
@@ -52,6 +52,10 @@ void note(Trace* trace, Describe&& describe) {
     if (trace != nullptr) trace->push_back(std::string(describe()));
 }
 
+std::string deny_hosts_rule(const HostPatternSet::Match& match) {
+    return std::string(kRuleDenyHosts) + " " + std::string(match.pattern);
+}
+
 std::string rule_label(const EgressRule& rule) { return std::string(kRulePrefix) + rule.name; }
 
 }  // namespace
@@ -76,7 +80,7 @@ bool ClientSelector::matches(const Client& client) const {
 // (a rule with service tags and no hosts), or any destination (a rule that lists none).
 std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const Target& target,
                                                  const std::optional<IpAddress>& literal,
-                                                 const std::optional<std::string>& name, const Client& client,
+                                                 std::optional<std::string_view> name, const Client& client,
                                                  Trace* trace) const {
     if (!rule.clients.matches(client)) return std::nullopt;
     // A deny rule without ports denies on every port: else a later rule's own port would slip by it.
@@ -88,7 +92,7 @@ std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const T
         matched = "any destination";
     } else if (name) {
         if (const auto match = lists_hosts ? rule.hosts.find(*name) : std::nullopt) {
-            matched = match->origin + " " + match->pattern;
+            matched = match->label;
         } else if (!lists_hosts) {
             matched = "service tags, by address";
         } else {
@@ -109,14 +113,14 @@ std::optional<Decision> EgressPolicy::apply_rule(const EgressRule& rule, const T
     if (name && (rule.service_tags || rules_.require_service_tag)) {
         d.within = rule.service_tags ? rule.service_tags : rules_.service_tags;
         d.within_rule = rule.service_tags ? rule_label(rule) : std::string(kRuleServiceTags);
-        d.within_name = rule.service_tags ? rule.name : std::string(kRuleServiceTags);
+        d.within_name = rule.service_tags ? std::string_view(rule.name) : kRuleServiceTags;
     }
     return d;
 }
 
 std::optional<EgressPolicy::RuleMatch> EgressPolicy::match_rule(const Target& target,
                                                               const std::optional<IpAddress>& literal,
-                                                              const std::optional<std::string>& name,
+                                                              std::optional<std::string_view> name,
                                                               const Client& client, Trace* trace) const {
     for (const auto& rule : rules_.rules) {
         if (auto d = apply_rule(rule, target, literal, name, client, trace)) return RuleMatch{&rule, std::move(*d)};
@@ -125,7 +129,7 @@ std::optional<EgressPolicy::RuleMatch> EgressPolicy::match_rule(const Target& ta
 }
 
 Decision EgressPolicy::decide_global(const Target& target, const std::optional<IpAddress>& literal,
-                                     const std::optional<std::string>& name, Trace* trace) const {
+                                     std::optional<std::string_view> name, Trace* trace) const {
     if (!has_port(rules_.ports, target.port)) {
         note(trace, [&] { return "[egress] ports do not list " + std::to_string(target.port) + ": deny"; });
         return deny(reason::port_not_allowed, std::string(kRulePorts), kRulePorts);
@@ -143,12 +147,12 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
         return deny(reason::ip_literal_not_allowed, std::string(kRuleAllowAddresses), kRuleAllowAddresses);
     }
     if (const auto match = rules_.hosts.find(*name)) {
-        note(trace, [&] { return "[egress] hosts: " + match->origin + " " + match->pattern + ": allow"; });
-        Decision d = allow(reason::host_allowed, match->origin + " " + match->pattern, match->origin);
+        note(trace, [&] { return "[egress] hosts: " + std::string(match->label) + ": allow"; });
+        Decision d = allow(reason::host_allowed, std::string(match->label), match->origin);
         if (rules_.require_service_tag) {
             d.within = rules_.service_tags;
             d.within_rule = std::string(kRuleServiceTags);
-            d.within_name = std::string(kRuleServiceTags);
+            d.within_name = kRuleServiceTags;
         }
         return d;
     }
@@ -157,7 +161,7 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
         Decision d = allow(reason::host_allowed, std::string(kRuleServiceTags) + ", by address", kRuleServiceTags);
         d.within = rules_.service_tags;
         d.within_rule = std::string(kRuleServiceTags);
-        d.within_name = std::string(kRuleServiceTags);
+        d.within_name = kRuleServiceTags;
         return d;
     }
     note(trace, [&] { return "no rule and no [egress] host allows it: deny"; });
@@ -166,8 +170,15 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
 
 Decision EgressPolicy::decide(const Target& target, const Client& client, Trace* trace) const {
     const auto literal = literal_of(target);
-    // Re-validated here rather than trusted: the host may come from a Host header or SNI.
-    const auto name = literal ? std::nullopt : normalize_host(target.host);
+    // Re-validated here rather than trusted: the host may come from a Host header or SNI. A
+    // host already in normal form (as parse_authority leaves it) is used as it is.
+    std::optional<std::string> normalized;
+    std::optional<std::string_view> name;
+    if (!literal && is_normalized_host(target.host)) {
+        name = target.host;
+    } else if (!literal && (normalized = normalize_host(target.host))) {
+        name = *normalized;
+    }
     // An invalid host is checked first and never reported: report mode must not let it through.
     if (!literal && !name) {
         note(trace, [&] { return "\"" + target.host + "\" is not a valid host name: deny"; });
@@ -176,8 +187,8 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
     // The deny list is the admin's last word, in report mode too.
     if (name) {
         if (const auto match = rules_.deny_hosts.find(*name)) {
-            note(trace, [&] { return "[egress] deny_hosts " + match->pattern + ": deny"; });
-            return deny(reason::host_denied, std::string(kRuleDenyHosts) + " " + match->pattern, kRuleDenyHosts);
+            note(trace, [&] { return "[egress] deny_hosts " + std::string(match->pattern) + ": deny"; });
+            return deny(reason::host_denied, deny_hosts_rule(*match), kRuleDenyHosts);
         }
     }
     if (auto match = match_rule(target, literal, name, client, trace)) {
@@ -268,7 +279,7 @@ Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStar
     if (start.kind == TunnelStart::Kind::client_hello && start.server_name) {
         if (const auto sni = normalize_host(*start.server_name)) {
             if (const auto match = rules_.deny_hosts.find(*sni)) {
-                return deny(reason::host_denied, std::string(kRuleDenyHosts) + " " + match->pattern, kRuleDenyHosts);
+                return deny(reason::host_denied, deny_hosts_rule(*match), kRuleDenyHosts);
             }
         }
     }

@@ -123,13 +123,13 @@ private:
     };
     // The first [[egress.rule]] that matches, in file order.
     std::optional<RuleMatch> match_rule(const Target& target, const std::optional<IpAddress>& literal,
-                                        const std::optional<std::string>& name, const Client& client,
+                                        std::optional<std::string_view> name, const Client& client,
                                         Trace* trace) const;
     std::optional<Decision> apply_rule(const EgressRule& rule, const Target& target,
-                                       const std::optional<IpAddress>& literal, const std::optional<std::string>& name,
+                                       const std::optional<IpAddress>& literal, std::optional<std::string_view> name,
                                        const Client& client, Trace* trace) const;
     Decision decide_global(const Target& target, const std::optional<IpAddress>& literal,
-                           const std::optional<std::string>& name, Trace* trace) const;
+                           std::optional<std::string_view> name, Trace* trace) const;
 
     EgressRules rules_;
 };

@@ -47,6 +47,12 @@ bool all_labels_valid(std::string_view name) {
 
 }  // namespace
 
+// Labels of lower-case letters, digits and hyphens leave nothing for normalize_host to change.
+bool is_normalized_host(std::string_view host) {
+    if (host.empty() || host.size() > kMaxHostNameLength || host.back() == '.') return false;
+    return all_labels_valid(host) && !last_label_is_numeric(host);
+}
+
 std::optional<std::string> normalize_host(std::string_view host) {
     std::string name(host);
     std::transform(name.begin(), name.end(), name.begin(), to_lower_ascii);
@@ -96,19 +102,21 @@ bool HostPattern::matches(std::string_view normalized_host) const {
 void HostPatternSet::add(const HostPattern& pattern, std::string origin) {
     // The first origin to name a pattern keeps it, so audit rules do not depend on later entries.
     auto& map = pattern.is_wildcard() ? suffixes_ : exact_;
-    map.try_emplace(pattern.suffix(), std::move(origin));
+    if (map.contains(pattern.suffix())) return;
+    std::string text = pattern.to_string();
+    std::string label = origin + " " + text;
+    map.try_emplace(pattern.suffix(), Entry{std::move(text), std::move(origin), std::move(label)});
 }
 
 std::optional<HostPatternSet::Match> HostPatternSet::find(std::string_view normalized_host) const {
-    if (const auto it = exact_.find(normalized_host); it != exact_.end()) {
-        return Match{it->first, it->second};
-    }
+    const auto match = [](const Entry& entry) { return Match{entry.pattern, entry.origin, entry.label}; };
+    if (const auto it = exact_.find(normalized_host); it != exact_.end()) return match(it->second);
     // Each proper suffix after a label boundary, longest (most specific) first; never the whole
     // name, because "*.x" does not match "x".
     for (auto dot = normalized_host.find('.'); dot != std::string_view::npos;
          dot = normalized_host.find('.', dot + 1)) {
         if (const auto it = suffixes_.find(normalized_host.substr(dot + 1)); it != suffixes_.end()) {
-            return Match{std::string(kWildcardPrefix) + it->first, it->second};
+            return match(it->second);
         }
     }
     return std::nullopt;

@@ -23,6 +23,8 @@ inline constexpr std::size_t kMaxLabelLength = 63;
 // "0x7f000001", "1.2.3.4") is refused too: no TLD is numeric, and the resolver would read it as an
 // IPv4 address that the policy never saw.
 std::optional<std::string> normalize_host(std::string_view host);
+// Whether normalize_host(host) == host: a check that copies nothing.
+bool is_normalized_host(std::string_view host);
 
 // What a request asks to reach. literal is set when the host is an IP literal; host then holds
 // the canonical text of the address (no brackets).
@@ -55,9 +57,11 @@ private:
 // hash probe per label of the host, whatever the number of patterns.
 class HostPatternSet {
 public:
+    // Views into the set: valid while it is.
     struct Match {
-        std::string pattern;  // as written, e.g. "*.blob.core.windows.net"
-        std::string origin;   // e.g. "catalog:azure-backup"
+        std::string_view pattern;  // as written, e.g. "*.blob.core.windows.net"
+        std::string_view origin;   // e.g. "catalog:azure-backup"
+        std::string_view label;    // both: "catalog:azure-backup *.blob.core.windows.net"
     };
     void add(const HostPattern& pattern, std::string origin);
     std::optional<Match> find(std::string_view normalized_host) const;
@@ -69,9 +73,15 @@ private:
         using is_transparent = void;
         std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
     };
-    using Names = std::unordered_map<std::string, std::string, NameHash, std::equal_to<>>;
-    Names exact_;     // name -> origin
-    Names suffixes_;  // suffix -> origin
+    // Made when the set is built, so that a match builds no string.
+    struct Entry {
+        std::string pattern;
+        std::string origin;
+        std::string label;
+    };
+    using Names = std::unordered_map<std::string, Entry, NameHash, std::equal_to<>>;
+    Names exact_;     // name -> its entry
+    Names suffixes_;  // suffix -> its entry
 };
 
 }  // namespace egressgate::policy

@@ -119,10 +119,12 @@ namespace {
 // Octets of a dotted quad, each 0..255.
 constexpr int kIpv4Octets = 4;
 
-void append_octet(std::string& out, std::uint8_t octet) {
-    if (octet >= 100) out.push_back(static_cast<char>('0' + octet / 100));
-    if (octet >= 10) out.push_back(static_cast<char>('0' + octet / 10 % 10));
-    out.push_back(static_cast<char>('0' + octet % 10));
+// Writes the octet's digits at `out`; returns where they end.
+char* write_octet(char* out, std::uint8_t octet) {
+    if (octet >= 100) *out++ = static_cast<char>('0' + octet / 100);
+    if (octet >= 10) *out++ = static_cast<char>('0' + octet / 10 % 10);
+    *out++ = static_cast<char>('0' + octet % 10);
+    return out;
 }
 
 }  // namespace
@@ -131,12 +133,13 @@ void append_octet(std::string& out, std::uint8_t octet) {
 // addresses (the client's and the upstream's, for its audit record).
 std::string IpAddress::to_string() const {
     if (is_v4_) {
-        std::string text;  // at most 15 characters: no allocation (INET_ADDRSTRLEN counts the NUL)
+        char text[INET_ADDRSTRLEN];  // the string is at most 15 characters: no allocation
+        char* end = text;
         for (int i = 0; i < kIpv4Octets; ++i) {
-            if (i > 0) text.push_back('.');
-            append_octet(text, bytes_[static_cast<std::size_t>(i)]);
+            if (i > 0) *end++ = '.';
+            end = write_octet(end, bytes_[static_cast<std::size_t>(i)]);
         }
-        return text;
+        return std::string(text, end);
     }
     char text[INET6_ADDRSTRLEN] = {};
     inet_ntop(AF_INET6, bytes_.data(), text, sizeof text);

@@ -74,6 +74,8 @@ TEST_CASE("normalize_host lower-cases, drops one trailing dot and validates", "[
     for (const auto& c : cases) {
         DYNAMIC_SECTION(c.name) {
             CHECK(normalize_host(c.input) == c.expected);
+            // The policy's shortcut: a host in normal form is used as it is, nothing else is.
+            CHECK(is_normalized_host(c.input) == (c.expected == c.input));
         }
     }
 }
