@@ -106,6 +106,10 @@ struct Server::Worker {
     bool stopping = false;
     std::atomic<std::int64_t> heartbeat_ms{steady_ms()};  // the sweep's last tick
     std::atomic<bool> exited{false};
+    // The config this worker's new sessions take (Server::worker_config), and the holder's
+    // generation it came from.
+    std::shared_ptr<const config::Config> config;
+    std::uint64_t config_generation = 0;
     std::thread thread;
 };
 
@@ -229,6 +233,7 @@ void Server::sweep_once(Worker& worker, std::int64_t tick) {
     constexpr auto kSweepsPerLiveLook = kLiveInterval / kDeadlineSweepInterval;
     act_on_stop_request(worker);
     if (worker.stopping) return;
+    worker_config(worker);  // a worker that accepts nothing lets a replaced config go too
     const auto now = steady_clock::now();
     // check_deadline closes sockets and writes progress lines; sessions leave the registry
     // only when their coroutines end, never inside it.
@@ -261,12 +266,27 @@ void Server::look_at_open_sessions(Worker& worker, steady_clock::time_point now)
     live.apply(worker.context.counters, worker.context.open_by_vm, worker.context.largest_open);
 }
 
+// The holder's config, held under a reference count of this worker's own (an owner that keeps
+// the holder's pointer): a session's copy touches no count that the other workers touch too, and
+// an accept takes the holder's lock only after a reload.
+const std::shared_ptr<const config::Config>& Server::worker_config(Worker& worker) {
+    const std::uint64_t generation = config_.generation();
+    if (!worker.config || generation != worker.config_generation) {
+        auto current = config_.current();
+        const config::Config* raw = current.get();
+        auto owner = std::make_shared<const std::shared_ptr<const config::Config>>(std::move(current));
+        worker.config = std::shared_ptr<const config::Config>(std::move(owner), raw);
+        worker.config_generation = generation;
+    }
+    return worker.config;
+}
+
 // Clients outside [clients] allow are closed before a single byte is read from them; clients
 // over a limit are answered 429/503 once their head is in, or closed at once when even that
 // would cost too much.
 void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
     error_code ec;
-    auto config = config_.current();
+    auto config = worker_config(worker);
     const auto ip = from_asio(peer.address()).unmapped();
     auto record = accepted_record(*config, peer, next_connection_id());
     record.series = series_.label(ip, record.vm, config->inventory.find(ip).has_value(), config->max_client_series);

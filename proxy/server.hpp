@@ -52,11 +52,16 @@ public:
     void replace(std::shared_ptr<const config::Config> config) {
         std::lock_guard lock(mutex_);
         config_ = std::move(config);
+        generation_.fetch_add(1, std::memory_order_release);
     }
+    // Which replace() current() reflects at least: a worker compares it with the config it
+    // holds, and takes the lock only after a reload.
+    std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
 private:
     mutable std::mutex mutex_;
     std::shared_ptr<const config::Config> config_;
+    std::atomic<std::uint64_t> generation_{0};
 };
 
 // [proxy] max_connections and the [clients] limits as the ledger takes them.
@@ -98,8 +103,8 @@ private:
     struct Listener;
 
     awaitable<void> accept_loop(Worker& worker, Listener& listener);
-    static awaitable<void> sweep_deadlines(Worker& worker);
-    static void sweep_once(Worker& worker, std::int64_t tick);
+    awaitable<void> sweep_deadlines(Worker& worker);
+    void sweep_once(Worker& worker, std::int64_t tick);
     static void act_on_stop_request(Worker& worker);
     static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
@@ -107,6 +112,8 @@ private:
                           audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
     std::string next_connection_id();
+
+    const std::shared_ptr<const config::Config>& worker_config(Worker& worker);
 
     ConfigHolder& config_;
     TlsContextHolder& tls_;
