@@ -237,7 +237,7 @@ void Server::sweep_once(Worker& worker, std::int64_t tick) {
     const auto now = steady_clock::now();
     // check_deadline closes sockets and writes progress lines; sessions leave the registry
     // only when their coroutines end, never inside it.
-    for (ClientSession* session : worker.context.sessions) session->check_deadline(now);
+    for (ClientSession& session : worker.context.sessions) session.check_deadline(now);
     if (tick % kSweepsPerLiveLook == 0) look_at_open_sessions(worker, now);
 }
 
@@ -252,7 +252,7 @@ void Server::act_on_stop_request(Worker& worker) {
         worker.listeners_closed = true;
     }
     if (request != StopRequest::shut_down) return;
-    for (auto* session : worker.context.sessions) session->shutdown();
+    for (ClientSession& session : worker.context.sessions) session.shutdown();
     worker.resolver.shutdown();  // abandoned lookups would keep the loop busy until they time out
     worker.stopping = true;
 }
@@ -261,7 +261,7 @@ void Server::act_on_stop_request(Worker& worker) {
 // /status learns who is transferring what.
 void Server::look_at_open_sessions(Worker& worker, steady_clock::time_point now) {
     LiveCollector live;
-    for (ClientSession* session : worker.context.sessions) session->observe(live, now);
+    for (ClientSession& session : worker.context.sessions) session.observe(live, now);
     std::lock_guard lock(worker.context.counters_mutex);
     live.apply(worker.context.counters, worker.context.open_by_vm, worker.context.largest_open);
 }

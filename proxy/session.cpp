@@ -41,7 +41,7 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
 ClientSession::~ClientSession() { release_head_buffer(); }
 
 void ClientSession::start() {
-    worker_.sessions.insert(this);
+    worker_.sessions.push_back(*this);
     ++worker_.open_sessions;
     enter(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
     asio::co_spawn(client_.get_executor(), run(shared_from_this()), ExitHandler{shared_from_this()});
@@ -414,7 +414,7 @@ void ClientSession::finish() {
     if (finished_) return;
     finished_ = true;
     close_sockets();
-    worker_.sessions.erase(this);
+    unlink();  // from worker_.sessions
     if (record_open_) {
         end_with(CloseReason::completed);
         record_.duration_ms = elapsed_ms(request_started_);

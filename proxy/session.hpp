@@ -50,7 +50,7 @@ audit::Record accepted_record(const config::Config& config, const tcp::endpoint&
 
 class TunnelSession;
 
-class ClientSession : public std::enable_shared_from_this<ClientSession> {
+class ClientSession : public std::enable_shared_from_this<ClientSession>, public SessionRegistryHook {
 public:
     // `admission`: the limit this connection is over, if any: it is answered with that refusal
     // once its request head is in (so that the answer is well-formed and audited).

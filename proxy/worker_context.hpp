@@ -12,8 +12,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_set>
 #include <vector>
+
+#include <boost/intrusive/list.hpp>
 
 #include "audit/audit_record.hpp"
 #include "audit/status_page.hpp"
@@ -27,8 +28,14 @@ class DnsResolver;
 class PipePool;
 class ClientSession;
 
-// The sessions of one worker, so that the deadline sweep and shutdown can reach the open ones.
-using SessionRegistry = std::unordered_set<ClientSession*>;
+// The sessions of one worker, so that the deadline sweep and shutdown can reach the open ones:
+// linked through the sessions themselves, so that joining and leaving allocate nothing. A
+// session is in it from start() to finish(), and its hook takes it out should it be destroyed
+// before it finished.
+using SessionRegistryHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using SessionRegistry = boost::intrusive::list<ClientSession, boost::intrusive::base_hook<SessionRegistryHook>,
+                                               boost::intrusive::constant_time_size<false>>;
 
 // How often the sweep counts the bytes open connections moved into /metrics and refreshes what
 // /status shows of them.
