@@ -85,8 +85,12 @@ awaitable<ConnectResult> Dialer::connect(const config::Config& config, const pol
         result.any_permitted = true;
         const tcp::endpoint to(to_asio(address), port);
         error_code ec;
-        if (config.source_addresses.empty()) ec = co_await attempt(to, nullptr, upstream);
-        else ec = co_await connect_from_sources(to, config.source_addresses, upstream);
+        if (config.source_addresses.empty()) {
+            ec = open_for(to, nullptr, upstream);
+            if (!ec) co_await upstream.async_connect(to, with_error(ec));
+        } else {
+            ec = co_await connect_from_sources(to, config.source_addresses, upstream);
+        }
         if (!ec) {
             error_code ignored;
             upstream.set_option(tcp::no_delay(true), ignored);
@@ -111,33 +115,31 @@ awaitable<error_code> Dialer::connect_from_sources(const tcp::endpoint& to, cons
     for (const auto& source : sources) {
         if (source.is_v4() == to.address().is_v4()) family.push_back(&source);
     }
+    error_code ec;
     if (family.empty()) {
-        const error_code ec = co_await attempt(to, nullptr, upstream);  // into a local first: see asio.hpp
+        ec = open_for(to, nullptr, upstream);
+        if (!ec) co_await upstream.async_connect(to, with_error(ec));
         co_return ec;
     }
     const std::size_t first = source_turn_++ % family.size();
-    error_code ec = co_await attempt(to, family[first], upstream);
-    for (std::size_t i = 1; i < family.size() && is_port_shortage(ec) && upstream.is_open(); ++i) {
-        error_code ignored;
-        upstream.close(ignored);  // that source is out of ports toward `to`: the next one
-        ec = co_await attempt(to, family[(first + i) % family.size()], upstream);
+    for (std::size_t i = 0; i < family.size(); ++i) {
+        if (i > 0) {
+            if (!is_port_shortage(ec) || !upstream.is_open()) break;
+            error_code ignored;
+            upstream.close(ignored);  // that source is out of ports toward `to`: the next one
+        }
+        ec = open_for(to, family[(first + i) % family.size()], upstream);
+        if (!ec) co_await upstream.async_connect(to, with_error(ec));
     }
     co_return ec;
 }
 
-awaitable<error_code> Dialer::attempt(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream) {
+error_code Dialer::open_for(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream) {
     error_code ec = open_nonblocking(upstream, to.protocol());
-    if (ec) co_return ec;
-    if (source != nullptr) {
-        ec = defer_port_choice(upstream);
-        if (!ec) upstream.bind(tcp::endpoint(to_asio(*source), 0), ec);
-        if (ec) co_return ec;
-    }
-    // Asio's connect, not connect(2) and a writable wait: after the wait it asks poll(2) whether
-    // the connect is really done, and a readiness event meant for a socket closed in the same
-    // batch can reach a new socket that reuses its reactor slot.
-    co_await upstream.async_connect(to, with_error(ec));
-    co_return ec;
+    if (ec || source == nullptr) return ec;
+    ec = defer_port_choice(upstream);
+    if (!ec) upstream.bind(tcp::endpoint(to_asio(*source), 0), ec);
+    return ec;
 }
 
 }  // namespace egressgate::proxy

@@ -58,9 +58,13 @@ public:
     }
 
 private:
-    // One connect from `source` (or from the kernel's choice): the socket is left open on
-    // failure unless the deadline closed it.
-    awaitable<error_code> attempt(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream);
+    // Opens `upstream` for a connect to `to` from `source` (or from the kernel's choice); the
+    // caller then co_awaits upstream.async_connect in its own frame. Asio's connect, not
+    // connect(2) and a writable wait: after the wait it asks poll(2) whether the connect is
+    // really done, and a readiness event meant for a socket closed in the same batch can reach
+    // a new socket that reuses its reactor slot. A failed connect leaves the socket open unless
+    // the deadline closed it.
+    static error_code open_for(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream);
     // Dials `to` from each source of its family in turn until one is not out of ports.
     awaitable<error_code> connect_from_sources(const tcp::endpoint& to, const std::vector<policy::IpAddress>& sources,
                                                tcp::socket& upstream);
