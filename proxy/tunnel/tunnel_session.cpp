@@ -24,22 +24,17 @@ policy::TunnelStart tunnel_start_of(const tls::HelloParse& parse) {
 TunnelSession::TunnelSession(ClientSession& session)
     : session_(session), up_pipe_(session.worker().pipes), down_pipe_(session.worker().pipes) {}
 
-// The steps before relaying run on the session's coroutine: its frames (the target, the
-// decision and their strings) are gone before the tunnel settles down to relay for hours.
+// Decides, dials, answers 200, sends what the client pipelined, and starts the relay. A refusal
+// or failure is answered and recorded. These steps run on the session's coroutine: its frames
+// (the target, the decision and their strings) are gone before the tunnel settles down to relay
+// for hours.
 awaitable<void> TunnelSession::run(const http::MessageHead& head) {
-    const bool opened = co_await establish(head);
-    if (opened) start_relay();
-}
-
-// Decides, dials, answers 200 and sends what the client pipelined. False: refused or failed
-// (answered and recorded).
-awaitable<bool> TunnelSession::establish(const http::MessageHead& head) {
     auto& record = session_.record();
     const auto target = policy::parse_authority(head.target);
     if (!target) {
         record.host = head.target.substr(0, kMaxAuditedTargetBytes);
         co_await session_.reject(http::Refusal(http::Failure::invalid_host, "CONNECT needs host:port"));
-        co_return false;
+        co_return;
     }
     record.host = target->host;
     record.port = target->port;
@@ -47,12 +42,12 @@ awaitable<bool> TunnelSession::establish(const http::MessageHead& head) {
     session_.record_decision(decision);
     if (!decision.permits()) {
         co_await session_.reject(http::Refusal::denied(decision));
-        co_return false;
+        co_return;
     }
     const bool connected = co_await session_.dial(*target, decision);
-    if (!connected) co_return false;
+    if (!connected) co_return;
     const bool opened = co_await open(*target, decision);
-    co_return opened;
+    if (opened) start_relay();
 }
 
 // Answers 200, judges the first bytes where the policy asks for it, and sends what the client

@@ -39,7 +39,6 @@ public:
 private:
     enum class Direction { up, down };
 
-    awaitable<bool> establish(const http::MessageHead& head);
     awaitable<bool> open(const policy::Target& target, const policy::Decision& connect);
     awaitable<bool> inspect_start(const policy::Target& target, const policy::Decision& connect);
     awaitable<bool> forward_pipelined();
