@@ -170,7 +170,14 @@ void Server::run() {
     for (const auto& listener : bound_) spdlog::info("listening on {} ({} workers)", listener, workers_.size());
 }
 
-std::string Server::next_connection_id() { return connection_id_prefix_ + "-" + std::to_string(next_connection_id_++); }
+// "<prefix>-<sequence>", built in place: one allocation at most.
+std::string Server::next_connection_id() {
+    const fmt::format_int sequence(next_connection_id_++);
+    std::string id;
+    id.reserve(connection_id_prefix_.size() + 1 + sequence.size());
+    id.append(connection_id_prefix_).append(1, '-').append(sequence.data(), sequence.size());
+    return id;
+}
 
 // Accepts with accept4, so that a client's socket is non-blocking from the start (native_socket.hpp),
 // up to kAcceptBatch connections at a time before the loop lets the worker's other work run.
