@@ -97,11 +97,12 @@ awaitable<ConnectResult> Dialer::connect(const config::Config& config, const pol
             result.connected = true;
             co_return result;
         }
-        if (!upstream.is_open()) co_return result;  // the deadline closed it: stop trying
+        // Checked first: a socket(2) that found no descriptor left the socket closed too.
         if (is_resource_shortage(ec)) {
             result.out_of_resources = true;
             co_return result;
         }
+        if (!upstream.is_open()) co_return result;  // the deadline closed it: stop trying
         result.out_of_ports = is_port_shortage(ec);
         error_code ignored;
         upstream.close(ignored);

@@ -163,6 +163,26 @@ class DescriptorExhaustionTest(ProxyTestCase):
                          "a new tunnel was served with every descriptor in use")
         self.assert_exhaustion_refusal(sock, response, outcome)
 
+    def test_a_client_accepted_with_the_last_descriptor_is_answered_503_resource_exhausted(self):
+        """Its accept took the last descriptor, so the upstream socket cannot be opened: the proxy
+        is out of descriptors (503 resource_exhausted), not the upstream unreachable (502)."""
+        held = Exhaustion(self)  # only for its release(): the clients below, then the wait
+        try:
+            for _ in range(NOFILE):
+                before = open_descriptors(held.pid)
+                if before >= NOFILE - 1:
+                    break
+                held.idle.append(tcp_connect(self.proxy.port, timeout=5))
+                self.assertTrue(held._grows_beyond(before, 2.0), "an idle client was not accepted")
+            self.assertEqual(open_descriptors(held.pid), NOFILE - 1, "one descriptor left")
+            sock, response, outcome = try_tunnel(self.proxy.port, self.target, timeout=5)
+            self.assertEqual(outcome, "response", "the client with the last descriptor got no answer")
+            with sock:
+                body = read_refusal(sock, response)
+            self.assert_rejection(response, body, 503, "resource_exhausted")
+        finally:
+            held.release()
+
     def test_open_tunnels_keep_moving_bytes_while_descriptors_are_exhausted(self):
         with Exhaustion(self) as exhausted:
             self.assertGreaterEqual(len(exhausted.tunnels), 3,
