@@ -53,7 +53,9 @@ public:
 
 private:
     // Queued lines end to end in one buffer: queueing a line allocates nothing once the buffer
-    // has grown to a batch, and nothing is freed on another thread than allocated it.
+    // has grown to a batch. The queue and the writer's batch swap and keep their capacity, so
+    // that no line is a block allocated by a worker and freed by the writer. While the disk
+    // stalls the queue grows by doubling, each time copying what it holds under the lock.
     struct Lines {
         std::string bytes;
         std::vector<std::size_t> ends;  // offsets in bytes where each line ends
