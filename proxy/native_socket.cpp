@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <new>
 
 #include <boost/version.hpp>
 
@@ -23,10 +24,15 @@ struct SocketState : tcp::socket {
     }
 };
 
-// Gives `fd` (non-blocking, no dup of it anywhere) to `socket`, or closes it.
+// Gives `fd` (non-blocking, no dup of it anywhere) to `socket`, or closes it. Registering it
+// with the reactor may need memory (a descriptor state past those the reactor keeps for reuse).
 error_code adopt(tcp::socket& socket, const tcp& protocol, int fd) {
     error_code ec;
-    socket.assign(protocol, fd, ec);
+    try {
+        socket.assign(protocol, fd, ec);
+    } catch (const std::bad_alloc&) {
+        ec = error_code(ENOMEM, asio::error::get_system_category());
+    }
     if (ec) {
         ::close(fd);
         return ec;

@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
+#include <thread>
 #include <tuple>
 
 #include <condition_variable>
@@ -201,16 +203,30 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
             if (!ec) continue;
         }
         if (!listener.acceptor.is_open()) break;
-        ++accept_failures_;
-        if (const auto held_back = accept_failure_log_.admit()) {
-            spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), *held_back);
-        }
+        note_accept_failure(ec);
         // Out of descriptors or memory: keep serving the open connections, and retry after a
         // pause rather than spinning on a listener that stays readable. A connection reset
         // before accept is gone: accept the next one at once.
         if (!is_resource_shortage(ec)) continue;
+        if (ec.value() == ENOMEM) {
+            // A timer's wait needs memory, and Asio's coroutines cannot report an allocation
+            // that fails at a co_await (the process aborts): the worker, which has no memory
+            // for other work either, sleeps the pause.
+            std::this_thread::sleep_for(kAcceptRetryDelay);
+            continue;
+        }
         asio::steady_timer pause(worker.io, kAcceptRetryDelay);
         co_await pause.async_wait(with_error(ec));
+    }
+}
+
+void Server::note_accept_failure(const error_code& ec) {
+    ++accept_failures_;
+    const auto held_back = accept_failure_log_.admit();
+    if (!held_back) return;
+    try {  // the error's text is a string of its own: without memory, the count says enough
+        spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), *held_back);
+    } catch (const std::bad_alloc&) {
     }
 }
 
@@ -288,10 +304,29 @@ const std::shared_ptr<const config::Config>& Server::worker_config(Worker& worke
     return worker.config;
 }
 
+// Memory can run out anywhere on the way from accept to a running session. A client it runs out
+// for is closed, counted and logged, and the accept loop goes on to the next one.
+void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
+    try {
+        admit_client(worker, client, peer, tls);
+    } catch (const std::exception& e) {
+        error_code ignored;
+        client.close(ignored);
+        ++accept_failures_;
+        if (const auto held_back = accept_failure_log_.admit()) {
+            try {  // naming the client may need memory too; without it, the count says enough
+                spdlog::error("a connection from {} could not be served: {} ({} more since the last report)",
+                              to_string(peer), e.what(), *held_back);
+            } catch (const std::bad_alloc&) {
+            }
+        }
+    }
+}
+
 // Clients outside [clients] allow are closed before a single byte is read from them; clients
 // over a limit are answered 429/503 once their head is in, or closed at once when even that
-// would cost too much.
-void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
+// would cost too much. `client` moves into the session once there is one.
+void Server::admit_client(Worker& worker, tcp::socket& client, const tcp::endpoint& peer, bool tls) {
     error_code ec;
     auto config = worker_config(worker);
     const auto ip = from_asio(peer.address()).unmapped();
@@ -318,13 +353,9 @@ void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoi
         std::make_shared<ClientSession>(std::move(stream), std::move(config), worker.context, std::move(record), ip,
                                         refusal)
             ->start();
-    } catch (const std::exception& e) {
+    } catch (...) {
         limiter_.release(ip, refusal.has_value());
-        client.close(ec);
-        if (const auto held_back = accept_failure_log_.admit()) {
-            spdlog::error("a connection from {} could not be served: {} ({} more since the last report)",
-                          ip.to_string(), e.what(), *held_back);
-        }
+        throw;
     }
 }
 
@@ -390,7 +421,7 @@ std::string Server::metrics_text() const {
          "result=\"applied\""},
         {"egressgate_reloads_total", "SIGHUP reloads rejected (the running config stays)",
          static_cast<double>(reloads_rejected_.load()), "counter", "result=\"rejected\""},
-        {"egressgate_accept_failures_total", "Failed accepts (descriptors exhausted, resets before accept)",
+        {"egressgate_accept_failures_total", "Clients not accepted or not served: descriptors or memory exhausted, resets before accept",
          static_cast<double>(accept_failures_.load()), "counter"},
         {"egressgate_workers_stalled", "Workers whose event loop has not ticked for 2 s",
          static_cast<double>(stalled_workers().size())},

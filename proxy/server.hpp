@@ -108,6 +108,8 @@ private:
     static void act_on_stop_request(Worker& worker);
     static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
+    void admit_client(Worker& worker, tcp::socket& client, const tcp::endpoint& peer, bool tls);
+    void note_accept_failure(const error_code& ec);
     void refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
                           audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);

@@ -40,11 +40,13 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
 
 ClientSession::~ClientSession() { release_head_buffer(); }
 
+// The coroutine is made first: it runs on the worker's next turn, and if there is no memory for
+// it, the session has not yet been counted or registered.
 void ClientSession::start() {
+    asio::co_spawn(client_.get_executor(), run(shared_from_this()), ExitHandler{shared_from_this()});
     worker_.sessions.push_back(*this);
     ++worker_.open_sessions;
     enter(Phase::handshaking, config_->timeouts.header);  // the head's deadline covers TLS too
-    asio::co_spawn(client_.get_executor(), run(shared_from_this()), ExitHandler{shared_from_this()});
 }
 
 // Bytes in flight are cut off: both peers are told by a reset, so that neither takes what it

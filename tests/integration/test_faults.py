@@ -1,20 +1,23 @@
-"""Faults the proxy must ride out: its descriptors used up, slowloris clients, and a tunnel whose
-reader stops reading (on either side) while the other side pushes."""
+"""Faults the proxy must ride out: its descriptors or its memory used up, slowloris clients, and a
+tunnel whose reader stops reading (on either side) while the other side pushes."""
 
 import hashlib
 import os
 import select
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import unittest
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from faults import (LaunchedProxy, admin_get, admin_port, cpu_share, echo_checksum, metric,
                     open_descriptors, read_refusal, rss_bytes, try_tunnel)
 from harness import (ESTABLISHED, STORAGE_NAME, ProxyTestCase, Response, StreamDigest, Upstream,
-                     base_config, connect_request, echo_server, open_tunnel, receive_stream,
-                     recv_exactly, recv_until_eof, tcp_connect)
+                     base_config, connect_request, echo_server, egressgate_bin, open_tunnel,
+                     receive_stream, recv_exactly, recv_until_eof, tcp_connect)
 
 MiB = 1024 * 1024
 
@@ -253,6 +256,121 @@ class DescriptorExhaustionTest(ProxyTestCase):
             for sock in exhausted.tunnels:
                 sent, echoed = echo_checksum(sock, STREAM_CHECK)
                 self.assertEqual(echoed, sent)
+
+
+FAULT_ALLOC_SOURCE = Path(__file__).with_name("fault_alloc.c")
+WARM_TUNNELS = 12        # tunnels before the memory runs out: connection ids past the 10th are long
+# Longer than a short string holds: the accept path allocates to name the client in its record.
+LONG_VM_NAME = "backup-agent-vm-eastus2-0001"
+IDLE_CLIENTS = 24        # more sockets open at once than the warm-up ever had
+FAILURE_ATTEMPTS = 3     # clients sent with an allocation failure armed, until one meets it
+
+
+def sanitizer_runtime(binary: str) -> str | None:
+    """The sanitizer runtime a build links (libasan, libtsan), if any: it owns malloc, so
+    fault_alloc.c cannot stand in front of it."""
+    listing = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False).stdout
+    for runtime in ("libasan", "libtsan"):
+        if runtime in listing:
+            return runtime
+    return None
+
+
+def steady_descriptors(pid: int) -> int:
+    """The proxy's open descriptors once the count has held still for 200 ms (3 s at most)."""
+    deadline = time.monotonic() + 3
+    count, still_since = open_descriptors(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - still_since < 0.2:
+        time.sleep(0.02)
+        now = open_descriptors(pid)
+        if now != count:
+            count, still_since = now, time.monotonic()
+    return count
+
+
+class MemoryExhaustionTest(ProxyTestCase):
+    """One allocation on the worker fails (fault_alloc.c, preloaded) where a new client is
+    accepted: that client is closed, and the worker accepts and serves the next one."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        runtime = sanitizer_runtime(egressgate_bin())
+        if runtime is not None:
+            raise unittest.SkipTest(f"{runtime} replaces malloc: the Release build runs this test")
+        workdir = cls.class_workdir("egressgate-nomem-")
+        library = workdir / "fault_alloc.so"
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise AssertionError("no C compiler to build fault_alloc.c with")
+        subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(FAULT_ALLOC_SOURCE)],
+                       check=True, timeout=60)
+        cls.trigger = workdir / "fail-next-allocation"
+        cls.echo = cls.close_after_class(echo_server())
+        config = base_config(workdir, ports=[cls.echo.port], vms=[{"name": LONG_VM_NAME, "ip": "127.0.0.1"}])
+        config["proxy"]["workers"] = 1  # one accept loop: if it ended, nobody would be served
+        proxy = LaunchedProxy(config, workdir, env={"LD_PRELOAD": str(library),
+                                                    "EGRESSGATE_FAULT_ALLOC_FILE": str(cls.trigger)})
+        cls.addClassCleanup(proxy.stop)
+        proxy.start()
+        cls.proxies = [proxy]
+        cls.proxy = proxy
+        cls.admin_port = admin_port(proxy)
+        cls.target = f"{STORAGE_NAME}:{cls.echo.port}"
+
+    def tearDown(self) -> None:
+        self.trigger.unlink(missing_ok=True)
+        super().tearDown()
+
+    def assert_tunnel_served(self, what: str) -> None:
+        sock, response, outcome = try_tunnel(self.proxy.port, self.target, timeout=5)
+        if sock is None:
+            self.fail(f"{what}: closed unanswered")
+        with sock:
+            self.assertEqual(outcome, "response", f"{what}: no answer ({outcome})")
+            self.assertEqual(response.head, ESTABLISHED, what)
+            sent, echoed = echo_checksum(sock, 4096)
+            self.assertEqual(echoed, sent, what)
+
+    def client_closed_for_want_of_memory(self) -> None:
+        """Arms one failure and sends a client: the failure is meant for its accept, though the
+        worker's sweep may take it first (the client is then served, and the next one tries)."""
+        for _ in range(FAILURE_ATTEMPTS):
+            self.trigger.touch()
+            sock, response, outcome = try_tunnel(self.proxy.port, self.target, timeout=5)
+            if sock is not None:
+                sock.close()
+            self.assertFalse(self.trigger.exists(), "the armed allocation failure was not met")
+            if outcome == "closed":
+                return
+            self.assertEqual(outcome, "response", "a client was left unanswered")
+        self.fail(f"{FAILURE_ATTEMPTS} clients were served with an allocation failing on their way in")
+
+    def test_the_worker_serves_the_next_client_after_one_it_had_no_memory_for(self):
+        for number in range(WARM_TUNNELS):
+            self.assert_tunnel_served(f"warm-up tunnel {number}")
+        failures_before = metric(admin_get(self.admin_port, "/metrics")[1], "egressgate_accept_failures_total")
+        self.client_closed_for_want_of_memory()
+        self.assert_tunnel_served("the first client after the failure")
+        failures = metric(admin_get(self.admin_port, "/metrics")[1], "egressgate_accept_failures_total")
+        self.assertEqual(failures, failures_before + 1, "the client closed for want of memory was not counted")
+
+    def test_the_worker_accepts_again_after_it_had_no_memory_to_register_a_socket(self):
+        """The reactor keeps the state of closed sockets for reuse; with more sockets open than
+        ever before, registering the next one allocates, and that fails."""
+        for number in range(WARM_TUNNELS):
+            self.assert_tunnel_served(f"warm-up tunnel {number}")
+        pid = self.proxy.proc.pid
+        idle = []
+        try:
+            for _ in range(IDLE_CLIENTS):  # each takes a socket state the reactor has to make
+                idle.append(tcp_connect(self.proxy.port, timeout=5))
+            descriptors = steady_descriptors(pid)
+            self.client_closed_for_want_of_memory()
+            self.assertEqual(steady_descriptors(pid), descriptors, "the refused client's descriptor was kept")
+            self.assert_tunnel_served("the first client after the failure")
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 class SlowlorisTest(ProxyTestCase):
