@@ -42,6 +42,27 @@ STALL_WINDOW = 3.0       # seconds the reader does not read
 RSS_GROWTH_BOUND = 16 * MiB
 
 
+def start_for_class(cls, proxy: LaunchedProxy) -> None:
+    """Starts the class's proxy, stopped after the class, with its admin port."""
+    cls.addClassCleanup(proxy.stop)
+    proxy.start()
+    cls.proxies = [proxy]
+    cls.proxy = proxy
+    cls.admin_port = admin_port(proxy)
+
+
+def steady_descriptors(pid: int) -> int:
+    """The proxy's open descriptors once the count has held still for 200 ms (3 s at most)."""
+    deadline = time.monotonic() + 3
+    count, still_since = open_descriptors(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - still_since < 0.2:
+        time.sleep(0.02)
+        now = open_descriptors(pid)
+        if now != count:
+            count, still_since = now, time.monotonic()
+    return count
+
+
 class Exhaustion:
     """The proxy's descriptor table filled: tunnels (as many as it would open), then idle clients
     it accepted, then clients it cannot accept (waiting in the listen backlog). Closes them all
@@ -119,15 +140,9 @@ class Exhaustion:
         for sock in self.waiting + self.idle + self.tunnels:
             sock.close()
         self.waiting, self.idle, self.tunnels = [], [], []
-        # Until the proxy has closed what it will close (pooled pipes may stay open): the count
-        # holds still for 200 ms, or 3 s have passed. The next test fills up from there.
-        deadline = time.monotonic() + 3
-        count, still_since = open_descriptors(self.pid), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - still_since < 0.2:
-            time.sleep(0.02)
-            now = open_descriptors(self.pid)
-            if now != count:
-                count, still_since = now, time.monotonic()
+        # Until the proxy has closed what it will close (pooled pipes may stay open). The next
+        # test fills up from there.
+        steady_descriptors(self.pid)
 
 
 class DescriptorExhaustionTest(ProxyTestCase):
@@ -139,12 +154,7 @@ class DescriptorExhaustionTest(ProxyTestCase):
         # Explicit, so that the limit derived from RLIMIT_NOFILE does not refuse clients first:
         # these tests are about running out of descriptors.
         config["proxy"]["max_connections"] = 4096
-        proxy = LaunchedProxy(config, workdir, nofile=NOFILE)
-        cls.addClassCleanup(proxy.stop)
-        proxy.start()
-        cls.proxies = [proxy]
-        cls.proxy = proxy
-        cls.admin_port = admin_port(proxy)
+        start_for_class(cls, LaunchedProxy(config, workdir, nofile=NOFILE))
         cls.target = f"{STORAGE_NAME}:{cls.echo.port}"
 
     def assert_exhaustion_refusal(self, sock: socket.socket | None, response: Response | None,
@@ -276,18 +286,6 @@ def sanitizer_runtime(binary: str) -> str | None:
     return None
 
 
-def steady_descriptors(pid: int) -> int:
-    """The proxy's open descriptors once the count has held still for 200 ms (3 s at most)."""
-    deadline = time.monotonic() + 3
-    count, still_since = open_descriptors(pid), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - still_since < 0.2:
-        time.sleep(0.02)
-        now = open_descriptors(pid)
-        if now != count:
-            count, still_since = now, time.monotonic()
-    return count
-
-
 class MemoryExhaustionTest(ProxyTestCase):
     """One allocation on the worker fails (fault_alloc.c, preloaded) where a new client is
     accepted: that client is closed, and the worker accepts and serves the next one."""
@@ -308,13 +306,8 @@ class MemoryExhaustionTest(ProxyTestCase):
         cls.echo = cls.close_after_class(echo_server())
         config = base_config(workdir, ports=[cls.echo.port], vms=[{"name": LONG_VM_NAME, "ip": "127.0.0.1"}])
         config["proxy"]["workers"] = 1  # one accept loop: if it ended, nobody would be served
-        proxy = LaunchedProxy(config, workdir, env={"LD_PRELOAD": str(library),
-                                                    "EGRESSGATE_FAULT_ALLOC_FILE": str(cls.trigger)})
-        cls.addClassCleanup(proxy.stop)
-        proxy.start()
-        cls.proxies = [proxy]
-        cls.proxy = proxy
-        cls.admin_port = admin_port(proxy)
+        start_for_class(cls, LaunchedProxy(config, workdir, env={"LD_PRELOAD": str(library),
+                                                              "EGRESSGATE_FAULT_ALLOC_FILE": str(cls.trigger)}))
         cls.target = f"{STORAGE_NAME}:{cls.echo.port}"
 
     def tearDown(self) -> None:
