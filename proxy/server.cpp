@@ -5,9 +5,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <filesystem>
-#include <thread>
+#include <new>
 #include <tuple>
 
 #include <condition_variable>
@@ -203,29 +202,27 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
             if (!ec) continue;
         }
         if (!listener.acceptor.is_open()) break;
-        note_accept_failure(ec);
+        count_accept_failure([&](std::uint64_t held_back) {
+            spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), held_back);
+        });
         // Out of descriptors or memory: keep serving the open connections, and retry after a
         // pause rather than spinning on a listener that stays readable. A connection reset
         // before accept is gone: accept the next one at once.
         if (!is_resource_shortage(ec)) continue;
-        if (ec.value() == ENOMEM) {
-            // A timer's wait needs memory, and Asio's coroutines cannot report an allocation
-            // that fails at a co_await (the process aborts): the worker, which has no memory
-            // for other work either, sleeps the pause.
-            std::this_thread::sleep_for(kAcceptRetryDelay);
-            continue;
-        }
         asio::steady_timer pause(worker.io, kAcceptRetryDelay);
         co_await pause.async_wait(with_error(ec));
     }
 }
 
-void Server::note_accept_failure(const error_code& ec) {
+// Counts a client that was not accepted or not served, and logs it through the throttle. The
+// log line's text may need memory that is not there; the count says enough then.
+template <typename LogLine>
+void Server::count_accept_failure(LogLine log_line) {
     ++accept_failures_;
     const auto held_back = accept_failure_log_.admit();
     if (!held_back) return;
-    try {  // the error's text is a string of its own: without memory, the count says enough
-        spdlog::warn("accept failed: {} ({} more failures since the last warning)", ec.message(), *held_back);
+    try {
+        log_line(*held_back);
     } catch (const std::bad_alloc&) {
     }
 }
@@ -304,23 +301,26 @@ const std::shared_ptr<const config::Config>& Server::worker_config(Worker& worke
     return worker.config;
 }
 
-// Memory can run out anywhere on the way from accept to a running session. A client it runs out
-// for is closed, counted and logged, and the accept loop goes on to the next one.
+// Memory can run out on the way from accept to a running session. A client it runs out for is
+// closed, counted and logged, and the accept loop goes on to the next one; so does it after any
+// other failure here, which is a bug, and logged as one.
 void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
     try {
         admit_client(worker, client, peer, tls);
+        return;
+    } catch (const std::bad_alloc&) {
+        count_accept_failure([&](std::uint64_t held_back) {
+            spdlog::error("a connection from {} could not be served: out of memory ({} more since the last report)",
+                          to_string(peer), held_back);
+        });
     } catch (const std::exception& e) {
-        error_code ignored;
-        client.close(ignored);
-        ++accept_failures_;
-        if (const auto held_back = accept_failure_log_.admit()) {
-            try {  // naming the client may need memory too; without it, the count says enough
-                spdlog::error("a connection from {} could not be served: {} ({} more since the last report)",
-                              to_string(peer), e.what(), *held_back);
-            } catch (const std::bad_alloc&) {
-            }
-        }
+        count_accept_failure([&](std::uint64_t held_back) {
+            spdlog::critical("a connection from {} could not be served: unexpected error: {} ({} more since the last "
+                             "report)", to_string(peer), e.what(), held_back);
+        });
     }
+    error_code ignored;
+    client.close(ignored);
 }
 
 // Clients outside [clients] allow are closed before a single byte is read from them; clients
@@ -353,7 +353,7 @@ void Server::admit_client(Worker& worker, tcp::socket& client, const tcp::endpoi
         std::make_shared<ClientSession>(std::move(stream), std::move(config), worker.context, std::move(record), ip,
                                         refusal)
             ->start();
-    } catch (...) {
+    } catch (const std::exception&) {
         limiter_.release(ip, refusal.has_value());
         throw;
     }
@@ -421,7 +421,7 @@ std::string Server::metrics_text() const {
          "result=\"applied\""},
         {"egressgate_reloads_total", "SIGHUP reloads rejected (the running config stays)",
          static_cast<double>(reloads_rejected_.load()), "counter", "result=\"rejected\""},
-        {"egressgate_accept_failures_total", "Clients not accepted or not served: descriptors or memory exhausted, resets before accept",
+        {"egressgate_accept_failures_total", "Clients not accepted or not served: descriptors or memory exhausted, resets before accept, internal errors",
          static_cast<double>(accept_failures_.load()), "counter"},
         {"egressgate_workers_stalled", "Workers whose event loop has not ticked for 2 s",
          static_cast<double>(stalled_workers().size())},

@@ -23,7 +23,7 @@ namespace egressgate::proxy {
 
 class AuditWriter;
 
-// How long a listener waits before accepting again after a failed accept (EMFILE, ENFILE).
+// How long a listener waits before accepting again when descriptors or memory ran out.
 inline constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 // Connections a listener accepts in a row before the worker's other handlers get a turn.
 inline constexpr int kAcceptBatch = 16;
@@ -109,7 +109,8 @@ private:
     static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
     void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
     void admit_client(Worker& worker, tcp::socket& client, const tcp::endpoint& peer, bool tls);
-    void note_accept_failure(const error_code& ec);
+    template <typename LogLine>
+    void count_accept_failure(LogLine log_line);
     void refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
                           audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);

@@ -40,8 +40,8 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
 
 ClientSession::~ClientSession() { release_head_buffer(); }
 
-// The coroutine is made first: it runs on the worker's next turn, and if there is no memory for
-// it, the session has not yet been counted or registered.
+// The coroutine is made first (it runs on the worker's next turn): if there is no memory for its
+// frames, the session has not yet been registered or counted, and nothing after it throws.
 void ClientSession::start() {
     asio::co_spawn(client_.get_executor(), run(shared_from_this()), ExitHandler{shared_from_this()});
     worker_.sessions.push_back(*this);
@@ -300,7 +300,7 @@ void ClientSession::close_sockets() {
 
 // Every phase has a deadline (header, resolve, connect, idle, linger); the worker's sweep checks
 // them, so moving from phase to phase costs no timer operation.
-void ClientSession::enter(Phase phase, std::chrono::milliseconds budget) {
+void ClientSession::enter(Phase phase, std::chrono::milliseconds budget) noexcept {
     const auto now = steady_clock::now();
     phase_ = phase;
     timed_out_ = false;  // a new phase, a new deadline
@@ -417,14 +417,15 @@ void ClientSession::finish() {
     finished_ = true;
     close_sockets();
     unlink();  // from worker_.sessions
+    // Before the record: counting it may find no memory, and the client's places must go back.
+    worker_.limits.release(client_ip_, admission_.has_value());
+    --worker_.open_sessions;
     if (record_open_) {
         end_with(CloseReason::completed);
         record_.duration_ms = elapsed_ms(request_started_);
         record_.time = std::chrono::system_clock::now();
         worker_.conclude(record_, counted_);
     }
-    worker_.limits.release(client_ip_, admission_.has_value());
-    --worker_.open_sessions;
 }
 
 }  // namespace egressgate::proxy

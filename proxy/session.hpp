@@ -100,7 +100,7 @@ public:
     void record_upstream_finding() {
         if (upstream_finding_) record_decision(*upstream_finding_);
     }
-    void enter(Phase phase, std::chrono::milliseconds budget);
+    void enter(Phase phase, std::chrono::milliseconds budget) noexcept;
     // Sets why the connection ends, unless something else already did.
     void end_with(audit::CloseReason reason);
     // One side failed: the other is told by a reset (SO_LINGER 0), never by a clean FIN.
