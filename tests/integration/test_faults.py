@@ -303,7 +303,10 @@ class MemoryExhaustionTest(ProxyTestCase):
                        check=True, timeout=60)
         cls.trigger = workdir / "fail-after-next-accept"
         cls.echo = cls.close_after_class(echo_server())
-        config = base_config(workdir, ports=[cls.echo.port], vms=[{"name": LONG_VM_NAME, "ip": "127.0.0.1"}])
+        # The idle clients of the registration test must outlast the test: no header deadline
+        # closes them meanwhile.
+        config = base_config(workdir, ports=[cls.echo.port], header_ms=60000,
+                             vms=[{"name": LONG_VM_NAME, "ip": "127.0.0.1"}])
         config["proxy"]["workers"] = 1  # one accept loop: if it ended, nobody would be served
         start_for_class(cls, LaunchedProxy(config, workdir, env={"LD_PRELOAD": str(library),
                                                               "EGRESSGATE_FAULT_ALLOC_FILE": str(cls.trigger)}))
