@@ -189,6 +189,7 @@ class Proxy:
         self.config_path = self.workdir / "egressgate.toml"
         self.config_path.write_text(toml_dumps(config))
         self.audit_path = Path(config["audit"]["path"])
+        self._claimed_audit: dict[tuple[str, int], int] = {}  # client -> its last line returned
         self.stderr_path = self.workdir / "stderr.log"
         self.stdout_path = self.workdir / "stdout.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -269,27 +270,48 @@ class Proxy:
             records.append(record)
         return records
 
+    def audit_mark(self) -> int:
+        """How many audit lines there are now: pass it as `since` to match only later lines."""
+        return len(self.audit_records())
+
     def wait_audit(self, predicate: Callable[[dict[str, Any]], bool], what: str,
-                   timeout: float = AUDIT_TIMEOUT) -> dict[str, Any]:
-        """Polls the audit file until a record satisfies predicate; fails with what was there."""
+                   timeout: float = AUDIT_TIMEOUT, since: int = 0) -> dict[str, Any]:
+        """Polls the audit file until a line from `since` on satisfies predicate; returns the
+        last such line, or fails with what was there."""
+        return self._wait_audit_line(predicate, what, timeout, since)[1]
+
+    def _wait_audit_line(self, predicate: Callable[[dict[str, Any]], bool], what: str,
+                         timeout: float, since: int) -> tuple[int, dict[str, Any]]:
+        """(index, record) of the last line from `since` on that satisfies predicate."""
         deadline = time.monotonic() + timeout
         while True:
-            matches = [r for r in self.audit_records() if predicate(r)]
+            records = self.audit_records()
+            matches = [i for i in range(since, len(records)) if predicate(records[i])]
             if matches:
-                return matches[-1]
+                return matches[-1], records[matches[-1]]
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.02)
         raise AssertionError(
-            f"no audit line for {what} within {timeout}s in {self.audit_path}.\n"
+            f"no audit line for {what} from line {since} within {timeout}s in {self.audit_path}.\n"
             f"audit lines:\n" + "\n".join(json.dumps(r) for r in self.audit_records()) +
             f"\nproxy stderr (tail):\n{self.stderr_tail()}")
 
     def audit_for_client(self, client_port: int, client_ip: str = "127.0.0.1",
-                         timeout: float = AUDIT_TIMEOUT) -> dict[str, Any]:
-        return self.wait_audit(
+                         timeout: float = AUDIT_TIMEOUT, since: int = 0) -> dict[str, Any]:
+        """The audit line of the connection from client_ip:client_port.
+
+        The kernel hands a client port out again once its connection is gone, so one client
+        address can name several connections in a run. A line returned here is claimed: later
+        calls for the same address match only lines written after it, and `since` (an
+        audit_mark() taken before the connection) excludes older lines a test never claimed."""
+        client = (client_ip, client_port)
+        since = max(since, self._claimed_audit.get(client, -1) + 1)
+        index, record = self._wait_audit_line(
             lambda r: r.get("client_port") == client_port and r.get("client_ip") == client_ip,
-            f"client {client_ip}:{client_port}", timeout)
+            f"client {client_ip}:{client_port}", timeout, since)
+        self._claimed_audit[client] = index
+        return record
 
 
 # --------------------------------------------------------------------------------------------

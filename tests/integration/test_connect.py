@@ -1,12 +1,14 @@
 """CONNECT tunnels to an allowed name: the exact 200, relaying both ways, and the audit line."""
 
 import socket
+import struct
 import tempfile
 import unittest
 from pathlib import Path
 
 from harness import (ESTABLISHED, STORAGE_NAME, Proxy, ProxyTestCase, Upstream, base_config,
-                     echo_server, open_tunnel, recv_exactly, recv_until_eof)
+                     connect_request, echo_server, open_tunnel, read_head, recv_exactly,
+                     recv_until_eof)
 
 UP_BYTES = 1234
 DOWN_BYTES = 5678
@@ -111,6 +113,49 @@ class ConnectTest(ProxyTestCase):
             self.echo.take()
         ids = [self.proxy.audit_for_client(p)["connection_id"] for p in ports]
         self.assertEqual(len(set(ids)), 3, ids)
+
+    def tunnel_from_port(self, client_port: int) -> socket.socket:
+        """A CONNECT tunnel to the echo server from 127.0.0.1:client_port (0: any port)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", client_port))
+            sock.connect((self.proxy.host, self.proxy.port))
+            sock.sendall(connect_request(f"{STORAGE_NAME}:{self.echo.port}"))
+            self.assertEqual(read_head(sock).head, ESTABLISHED)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def abort(sock: socket.socket) -> None:
+        """Closes with a reset: no TIME_WAIT keeps the client port from being bound again."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    def test_a_client_port_used_again_is_matched_to_its_own_connections_audit_line(self):
+        first = self.tunnel_from_port(0)
+        client_port = first.getsockname()[1]
+        first.sendall(b"first")
+        self.assertEqual(recv_exactly(first, 5), b"first")
+        self.abort(first)
+        self.echo.take()
+        first_id = self.proxy.audit_for_client(client_port)["connection_id"]
+
+        again = self.tunnel_from_port(client_port)
+        try:
+            with self.assertRaises(AssertionError, msg="matched the earlier connection's line"):
+                self.proxy.audit_for_client(client_port, timeout=0.5)  # written when it closes
+            again.sendall(b"again")
+            self.assertEqual(recv_exactly(again, 5), b"again")
+        finally:
+            self.abort(again)
+        self.echo.take()
+        record = self.proxy.audit_for_client(client_port)
+        self.assertNotEqual(record["connection_id"], first_id, record)
+        self.assertEqual(record["bytes_up"], len(b"again"), record)
 
     def test_audit_names_the_vm_from_the_inventory(self):
         sock, response = open_tunnel(self.proxy, f"{STORAGE_NAME}:{self.echo.port}",

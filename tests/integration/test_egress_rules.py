@@ -80,6 +80,7 @@ class Exchange:
     response: Response  # the proxy's refusal, or the origin's answer
     body: bytes
     client_port: int
+    audit_mark: int  # the audit lines before the request: this exchange's line comes later
 
 
 class RulesTestCase(ProxyTestCase):
@@ -92,10 +93,11 @@ class RulesTestCase(ProxyTestCase):
         proxy = proxy or self.proxy
         authority = f"{host}:{self.origin.port}"
         request = f"GET {{}} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        mark = proxy.audit_mark()
         if how == "forward":
             absolute = request.format(f"http://{authority}{path}").encode()
             response, body, client_port = send_raw(proxy, absolute, source=source)
-            return Exchange(proxy, source, path, response, body, client_port)
+            return Exchange(proxy, source, path, response, body, client_port, mark)
         sock, response = open_tunnel(proxy, authority, source=source)
         with sock:
             client_port = sock.getsockname()[1]
@@ -106,13 +108,14 @@ class RulesTestCase(ProxyTestCase):
                 response = parse_response_head(head + b"\r\n\r\n")
             else:
                 body = response.rest + recv_until_eof(sock)
-        return Exchange(proxy, source, path, response, body, client_port)
+        return Exchange(proxy, source, path, response, body, client_port, mark)
 
     def assert_served(self, ex: Exchange, address: str = "127.0.0.1", decision: str = "allow") -> dict:
         """The origin at address answered; returns the audit line."""
         self.assertEqual(ex.response.status, 200, f"{ex.response.head!r} {ex.body!r}")
         self.assertEqual(ex.body, f"origin {address} {ex.path}".encode())
-        record = ex.proxy.audit_for_client(ex.client_port, client_ip=ex.source)
+        record = ex.proxy.audit_for_client(ex.client_port, client_ip=ex.source,
+                                            since=ex.audit_mark)
         self.assertEqual(record["decision"], decision, record)
         return record
 
@@ -120,7 +123,8 @@ class RulesTestCase(ProxyTestCase):
         """403 with reason, audited as deny, the origin never asked; returns the audit line."""
         self.assert_rejection(ex.response, ex.body, 403, reason)
         self.assertNotIn(ex.path, self.origin.paths, "a refused request reached the origin")
-        record = ex.proxy.audit_for_client(ex.client_port, client_ip=ex.source)
+        record = ex.proxy.audit_for_client(ex.client_port, client_ip=ex.source,
+                                            since=ex.audit_mark)
         self.assertEqual((record["decision"], record["reason"], record["status"]),
                          ("deny", reason, 403), record)
         return record
