@@ -15,6 +15,16 @@ namespace {
 
 void append(LineBuffer& out, std::string_view s) { out.append(s.data(), s.size()); }
 
+// The most bytes one byte of a value becomes: "\u00XX" for a control byte in a JSON string;
+// "\\xHH" (5) for a byte of client text or one that is not UTF-8.
+inline constexpr std::size_t kMaxEscapedBytesPerByte = 6;
+
+char* put(char* w, const char* p, std::size_t n) {
+    if (n != 0) std::memcpy(w, p, n);  // an empty view may have no data at all
+    return w + n;
+}
+char* put(char* w, std::string_view s) { return put(w, s.data(), s.size()); }
+
 // Which bytes each escaping copies as they are, as tables: these run for every byte of every
 // field of every connection's line.
 struct ByteSet {
@@ -29,96 +39,127 @@ constexpr ByteSet kVerbatim = [] {
     return set;
 }();
 
-// Appends the longest run of verbatim bytes from `p`; returns where it stopped.
-const char* append_run(LineBuffer& out, const char* p, const char* end) {
-    const char* run = p;
-    while (p != end && kVerbatim.contains[static_cast<unsigned char>(*p)]) ++p;
-    out.append(run, p);
-    return p;
+// Whether any of 8 bytes is outside kVerbatim: a control byte, 0x7f and up, '"' or '\\'. Exact
+// for "any" (a borrow or carry starts only at such a byte), not for which one.
+constexpr bool any_escaped(std::uint64_t x) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101;
+    constexpr std::uint64_t kHighs = 0x8080808080808080;
+    const auto any_zero = [](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
+    const std::uint64_t control = (x - kOnes * 0x20) & ~x & kHighs;
+    const std::uint64_t high = ((x + kOnes) | x) & kHighs;
+    return (control | high | any_zero(x ^ (kOnes * '"')) | any_zero(x ^ (kOnes * '\\'))) != 0;
 }
 
-void append_hex_byte(LineBuffer& out, unsigned char c, std::string_view prefix) {
+// How many bytes from p on are verbatim: eight at a time, then one by one.
+std::size_t verbatim_run(const char* p, const char* end) {
+    const char* q = p;
+    for (std::uint64_t x; end - q >= 8; q += 8) {
+        std::memcpy(&x, q, 8);
+        if (any_escaped(x)) break;
+    }
+    while (q != end && kVerbatim.contains[static_cast<unsigned char>(*q)]) ++q;
+    return static_cast<std::size_t>(q - p);
+}
+
+char* put_hex_byte(char* w, unsigned char c, std::string_view prefix) {
     constexpr char kHex[] = "0123456789abcdef";
-    append(out, prefix);
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 0xf]);
+    w = put(w, prefix);
+    *w++ = kHex[c >> 4];
+    *w++ = kHex[c & 0xf];
+    return w;
 }
 
 // JSON string escaping: quotes, backslash and every control byte; well-formed UTF-8 passes, any
-// other byte >= 0x80 becomes the text \xHH, so the line is valid UTF-8 whatever it holds.
-void append_json_string(LineBuffer& out, std::string_view s) {
-    out.push_back('"');
-    const char* const end = s.data() + s.size();
-    for (const char* p = append_run(out, s.data(), end); p != end;
-         p = append_run(out, p, end)) {
+// other byte >= 0x80 becomes the text \xHH, so the line is valid UTF-8 whatever it holds. Room:
+// kMaxEscapedBytesPerByte per byte and the quotes.
+char* put_json_string(char* w, std::string_view s) {
+    *w++ = '"';
+    const char* p = s.data();
+    const char* const end = p + s.size();
+    for (;;) {
+        const std::size_t run = verbatim_run(p, end);
+        w = put(w, p, run);
+        p += run;
+        if (p == end) break;
         const auto c = static_cast<unsigned char>(*p);
         if (c >= 0x80) {
             if (const std::size_t length = utf8_sequence_length(p, end)) {
-                out.append(p, p + length);
+                w = put(w, p, length);
                 p += length;
                 continue;
             }
         }
         ++p;
         switch (c) {
-        case '"': append(out, "\\\""); break;
-        case '\\': append(out, "\\\\"); break;
-        case '\n': append(out, "\\n"); break;
-        case '\r': append(out, "\\r"); break;
-        case '\t': append(out, "\\t"); break;
-        default:
-            if (c >= 0x80) append_hex_byte(out, c, "\\\\x");
-            else append_hex_byte(out, c, "\\u00");
+        case '"': w = put(w, "\\\""); break;
+        case '\\': w = put(w, "\\\\"); break;
+        case '\n': w = put(w, "\\n"); break;
+        case '\r': w = put(w, "\\r"); break;
+        case '\t': w = put(w, "\\t"); break;
+        default: w = c >= 0x80 ? put_hex_byte(w, c, "\\\\x") : put_hex_byte(w, c, "\\u00");
         }
     }
-    out.push_back('"');
+    *w++ = '"';
+    return w;
 }
 
-void append_digits(LineBuffer& out, unsigned value, int width) {
-    char digits[10];
+char* put_digits(char* w, unsigned value, int width) {
     for (int i = width - 1; i >= 0; --i) {
-        digits[i] = static_cast<char>('0' + value % 10);
+        w[i] = static_cast<char>('0' + value % 10);
         value /= 10;
     }
-    out.append(digits, static_cast<std::size_t>(width));
+    return w + width;
 }
 
 // "2026-12-02T13:46:14.123Z": calendar arithmetic only (no gmtime_r, no format string), for
-// every line of every connection.
-void append_rfc3339_utc(LineBuffer& out, std::chrono::system_clock::time_point tp) {
+// every line of every connection. kRfc3339Bytes of room.
+inline constexpr std::size_t kRfc3339Bytes = 24;
+char* put_rfc3339_utc(char* w, std::chrono::system_clock::time_point tp) {
     using namespace std::chrono;
     const auto ms = floor<milliseconds>(tp);
     const auto day = floor<days>(ms);
     const year_month_day date{day};
     const hh_mm_ss time{ms - day};
-    append_digits(out, static_cast<unsigned>(static_cast<int>(date.year())), 4);
-    out.push_back('-');
-    append_digits(out, static_cast<unsigned>(date.month()), 2);
-    out.push_back('-');
-    append_digits(out, static_cast<unsigned>(date.day()), 2);
-    out.push_back('T');
-    append_digits(out, static_cast<unsigned>(time.hours().count()), 2);
-    out.push_back(':');
-    append_digits(out, static_cast<unsigned>(time.minutes().count()), 2);
-    out.push_back(':');
-    append_digits(out, static_cast<unsigned>(time.seconds().count()), 2);
-    out.push_back('.');
-    append_digits(out, static_cast<unsigned>(time.subseconds().count()), 3);
-    out.push_back('Z');
+    w = put_digits(w, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    *w++ = '-';
+    w = put_digits(w, static_cast<unsigned>(date.month()), 2);
+    *w++ = '-';
+    w = put_digits(w, static_cast<unsigned>(date.day()), 2);
+    *w++ = 'T';
+    w = put_digits(w, static_cast<unsigned>(time.hours().count()), 2);
+    *w++ = ':';
+    w = put_digits(w, static_cast<unsigned>(time.minutes().count()), 2);
+    *w++ = ':';
+    w = put_digits(w, static_cast<unsigned>(time.seconds().count()), 2);
+    *w++ = '.';
+    w = put_digits(w, static_cast<unsigned>(time.subseconds().count()), 3);
+    *w++ = 'Z';
+    return w;
 }
 
-// escape_client_bytes and then JSON escaping, in one pass and with no string in between.
-void append_client_json_string(LineBuffer& out, std::string_view bytes) {
-    out.push_back('"');
-    const char* const end = bytes.data() + bytes.size();
-    for (const char* p = append_run(out, bytes.data(), end); p != end;
-         p = append_run(out, p, end)) {
+// escape_client_bytes and then JSON escaping, in one pass and with no string in between. Room:
+// kMaxEscapedBytesPerByte per byte and the quotes.
+char* put_client_json_string(char* w, std::string_view bytes) {
+    *w++ = '"';
+    const char* p = bytes.data();
+    const char* const end = p + bytes.size();
+    for (;;) {
+        const std::size_t run = verbatim_run(p, end);
+        w = put(w, p, run);
+        p += run;
+        if (p == end) break;
         const auto c = static_cast<unsigned char>(*p++);
-        if (c == '\\') append(out, "\\\\\\\\");  // "\\" for the client's backslash, JSON-escaped
-        else if (c == '"') append(out, "\\\"");
-        else append_hex_byte(out, c, "\\\\x");
+        if (c == '\\') w = put(w, "\\\\\\\\");  // "\\" for the client's backslash, JSON-escaped
+        else if (c == '"') w = put(w, "\\\"");
+        else w = put_hex_byte(w, c, "\\\\x");
     }
-    out.push_back('"');
+    *w++ = '"';
+    return w;
+}
+
+void append_hex_byte(LineBuffer& out, unsigned char c, std::string_view prefix) {
+    char text[8];
+    out.append(text, put_hex_byte(text, c, prefix));
 }
 
 // A field's name as the line writes it, "name": (quotes and colon), made at compile time. Field
@@ -138,55 +179,65 @@ struct FieldKey {
 template <const std::string_view& Name>
 inline constexpr FieldKey<Name.size()> kKey{Name};
 
-// Writes one line field by field: line.string<field::vm>(value).
+// Writes one line field by field: line.string<field::vm>(value). Each field asks for the room its
+// value can take at most, once, and is written through a pointer.
 class LineBuilder {
 public:
     template <const std::string_view& Key>
     void string(std::string_view value) {
-        key_(kKey<Key>.view());
-        append_json_string(out_, value);
+        char* w = key_<Key>(kMaxEscapedBytesPerByte * value.size() + 2);
+        out_.commit(put_json_string(w, value));
     }
     template <const std::string_view& Key>
     void time(std::chrono::system_clock::time_point value) {
-        key_(kKey<Key>.view());
-        out_.push_back('"');
-        append_rfc3339_utc(out_, value);
-        out_.push_back('"');
+        char* w = key_<Key>(kRfc3339Bytes + 2);
+        *w++ = '"';
+        w = put_rfc3339_utc(w, value);
+        *w++ = '"';
+        out_.commit(w);
     }
     template <const std::string_view& Key>
     void client_text(std::string_view value) {
-        key_(kKey<Key>.view());
-        append_client_json_string(out_, value);
+        char* w = key_<Key>(kMaxEscapedBytesPerByte * value.size() + 2);
+        out_.commit(put_client_json_string(w, value));
     }
     template <const std::string_view& Key>
     void client_texts(const std::vector<std::string>& values) {
-        key_(kKey<Key>.view());
-        out_.push_back('[');
+        std::size_t room = 2;
+        for (const auto& value : values) room += kMaxEscapedBytesPerByte * value.size() + 3;
+        char* w = key_<Key>(room);
+        *w++ = '[';
         for (std::size_t i = 0; i < values.size(); ++i) {
-            if (i > 0) out_.push_back(',');
-            append_client_json_string(out_, values[i]);
+            if (i > 0) *w++ = ',';
+            w = put_client_json_string(w, values[i]);
         }
-        out_.push_back(']');
-    }
-    template <const std::string_view& Key>
-    void count(std::uint64_t value) {
-        key_(kKey<Key>.view());
-        const fmt::format_int digits(value);
-        out_.append(digits.data(), digits.size());
+        *w++ = ']';
+        out_.commit(w);
     }
     template <const std::string_view& Key>
     void number(std::int64_t value) {
-        key_(kKey<Key>.view());
         const fmt::format_int digits(value);
-        out_.append(digits.data(), digits.size());
+        char* w = key_<Key>(digits.size());
+        out_.commit(put(w, digits.data(), digits.size()));
+    }
+    template <const std::string_view& Key>
+    void count(std::uint64_t value) {
+        const fmt::format_int digits(value);
+        char* w = key_<Key>(digits.size());
+        out_.commit(put(w, digits.data(), digits.size()));
     }
     explicit LineBuilder(LineBuffer& out) : out_(out) {}
     void finish() { append(out_, "}\n"); }
 
 private:
-    void key_(std::string_view key) {
-        out_.push_back(out_.size() == 0 ? '{' : ',');
-        append(out_, key);
+    // The separator and "key": with room for `value_room` bytes behind them.
+    template <const std::string_view& Key>
+    char* key_(std::size_t value_room) {
+        constexpr std::string_view key = kKey<Key>.view();
+        const char separator = out_.size() == 0 ? '{' : ',';
+        char* w = out_.reserve(1 + key.size() + value_room);
+        *w++ = separator;
+        return put(w, key);
     }
     LineBuffer& out_;
 };

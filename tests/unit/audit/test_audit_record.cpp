@@ -228,3 +228,43 @@ TEST_CASE("every byte is escaped wherever it lies in a field", "[audit]") {
         }
     }
 }
+
+// The same for a field the client controls: its bytes go through escape_client_bytes first.
+TEST_CASE("every byte of client text is escaped wherever it lies", "[audit]") {
+    for (const std::size_t length : {8u, 9u, 15u, 16u, 17u}) {
+        for (std::size_t at = 0; at < length; ++at) {
+            for (int c = 0; c < 256; ++c) {
+                std::string host(length, 'a');
+                host[at] = static_cast<char>(c);
+                Record r = sample();
+                r.host = host;
+                const auto j = nlohmann::json::parse(egressgate::audit::format_line(r));
+                INFO("length " << length << ", byte " << c << " at " << at);
+                REQUIRE(j[std::string(field::host)].get<std::string>() == egressgate::audit::escape_client_bytes(host));
+            }
+        }
+    }
+}
+
+// Each field asks for room for its worst case: a line far past the inline room, every byte of it
+// escaped, is still whole.
+TEST_CASE("a line of fields at their longest and worst is whole", "[audit]") {
+    Record r = sample();
+    const std::string controls(600, '\x01');
+    r.vm = controls;
+    r.host = controls;
+    r.path = controls;
+    r.sni = controls;
+    r.rule = std::string(600, '\xff');
+    r.alpn = {controls, controls};
+    const std::string line = egressgate::audit::format_line(r);
+    REQUIRE(line.back() == '\n');
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j[std::string(field::vm)].get<std::string>() == controls);
+    std::string not_utf8;
+    for (int i = 0; i < 600; ++i) not_utf8 += "\\xff";
+    CHECK(j[std::string(field::rule)].get<std::string>() == not_utf8);
+    CHECK(j[std::string(field::host)].get<std::string>() == egressgate::audit::escape_client_bytes(controls));
+    CHECK(j[std::string(field::alpn)].size() == 2);
+    CHECK(j[std::string(field::close_reason)].get<std::string>() == "completed");
+}
