@@ -31,9 +31,6 @@ Decision outside_service_tags(const Decision& decision) {
                     decision.within_rule, decision.within_name, nullptr, {}, {}};
 }
 
-Decision address_exemption(const Cidr& cidr) {
-    return allow(reason::address_allowed, std::string(kAllowAddressesPrefix) + cidr.to_string(), kRuleAllowAddresses);
-}
 
 // Target is a plain struct that other layers fill in: an IP literal may arrive without literal set.
 std::optional<IpAddress> literal_of(const Target& target) {
@@ -59,6 +56,17 @@ std::string deny_hosts_rule(const HostPatternSet::Match& match) {
 std::string rule_label(const EgressRule& rule) { return std::string(kRulePrefix) + rule.name; }
 
 }  // namespace
+
+EgressPolicy::EgressPolicy(EgressRules rules) : rules_(std::move(rules)) {
+    for (const Cidr& cidr : rules_.allow_addresses.cidrs()) {
+        exemption_rules_.push_back(std::string(kAllowAddressesPrefix) + cidr.to_string());
+    }
+}
+
+Decision EgressPolicy::address_exemption(const Cidr& cidr) const {
+    const auto index = static_cast<std::size_t>(&cidr - rules_.allow_addresses.cidrs().data());
+    return allow(reason::address_allowed, exemption_rules_[index], kRuleAllowAddresses);
+}
 
 std::string_view to_string(Verdict v) {
     switch (v) {

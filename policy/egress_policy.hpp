@@ -80,7 +80,7 @@ struct TunnelStart {
 
 class EgressPolicy {
 public:
-    explicit EgressPolicy(EgressRules rules) : rules_(std::move(rules)) {}
+    explicit EgressPolicy(EgressRules rules);
 
     // The request-level decision, in this order: an invalid host (always denied), [egress]
     // deny_hosts (no rule overrides it), the rules in file order (first match wins), the global
@@ -131,7 +131,12 @@ private:
     Decision decide_global(const Target& target, const std::optional<IpAddress>& literal,
                            std::optional<std::string_view> name, Trace* trace) const;
 
+    // The decision an address in [egress] allow_addresses gets, whose rule text is made here once.
+    Decision address_exemption(const Cidr& cidr) const;
+
     EgressRules rules_;
+    // "allow_addresses:<cidr>" for each of rules_.allow_addresses, in its order.
+    std::vector<std::string> exemption_rules_;
 };
 
 }  // namespace egressgate::policy
