@@ -36,7 +36,10 @@ namespace {
 
 namespace asio = egressgate::proxy::asio;
 using egressgate::proxy::error_code;
+using egressgate::proxy::steady_timer;
 using egressgate::proxy::tcp;
+using egressgate::proxy::tcp_acceptor;
+using egressgate::proxy::tcp_socket;
 
 constexpr std::size_t kHeadLimit = 1024;      // a CONNECT head longer than this is refused
 constexpr std::size_t kChunkBytes = 16 * 1024;
@@ -52,16 +55,16 @@ thread_local std::array<char, kChunkBytes> t_chunk;
 
 class Tunnel : public std::enable_shared_from_this<Tunnel> {
 public:
-    Tunnel(asio::io_context& io, tcp::socket client) : client_(std::move(client)), upstream_(io) {}
+    Tunnel(asio::io_context& io, tcp_socket client) : client_(std::move(client)), upstream_(io) {}
 
     void start() { read_head(); }
 
 private:
     // One direction: bytes from `from` go to `to`.
     struct Direction {
-        Direction(tcp::socket& source, tcp::socket& sink) : from(source), to(sink) {}
-        tcp::socket& from;
-        tcp::socket& to;
+        Direction(tcp_socket& source, tcp_socket& sink) : from(source), to(sink) {}
+        tcp_socket& from;
+        tcp_socket& to;
         std::string unsent;    // read from `from`, not yet taken by `to`
         bool drained = false;  // the last read stopped short: wait for the next edge
         bool ended = false;    // `from` sent its FIN, passed on to `to`
@@ -104,14 +107,14 @@ private:
         while (!d.ended && !closed_) {
             if (!d.unsent.empty()) {
                 const ssize_t sent = ::send(d.to.native_handle(), d.unsent.data(), d.unsent.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (sent < 0 && errno == EAGAIN) return wait(d, d.to, tcp::socket::wait_write);
+                if (sent < 0 && errno == EAGAIN) return wait(d, d.to, tcp_socket::wait_write);
                 if (sent <= 0) return close();
                 d.unsent.erase(0, static_cast<std::size_t>(sent));
                 continue;
             }
-            if (d.drained) return wait(d, d.from, tcp::socket::wait_read);
+            if (d.drained) return wait(d, d.from, tcp_socket::wait_read);
             const ssize_t got = ::recv(d.from.native_handle(), t_chunk.data(), t_chunk.size(), MSG_DONTWAIT);
-            if (got < 0 && errno == EAGAIN) return wait(d, d.from, tcp::socket::wait_read);
+            if (got < 0 && errno == EAGAIN) return wait(d, d.from, tcp_socket::wait_read);
             if (got < 0) return close();
             if (got == 0) return end_direction(d);
             const auto length = static_cast<std::size_t>(got);
@@ -123,7 +126,7 @@ private:
         }
     }
 
-    void wait(Direction& d, tcp::socket& socket, tcp::socket::wait_type type) {
+    void wait(Direction& d, tcp_socket& socket, tcp_socket::wait_type type) {
         socket.async_wait(type, [self = shared_from_this(), &d](const error_code& ec) {
             d.drained = false;
             if (ec) return self->close();
@@ -146,8 +149,8 @@ private:
         upstream_.close(ignored);
     }
 
-    tcp::socket client_;
-    tcp::socket upstream_;
+    tcp_socket client_;
+    tcp_socket upstream_;
     std::array<char, kHeadLimit> head_;
     std::size_t head_size_ = 0;
     Direction up_{client_, upstream_};
@@ -170,10 +173,10 @@ private:
     void accept() {
         for (int i = 0; i < kAcceptBatch; ++i) {
             tcp::endpoint peer;
-            tcp::socket client(io_);
+            tcp_socket client(io_);
             const error_code ec = egressgate::proxy::accept_nonblocking(acceptor_, client, peer);
             if (ec == asio::error::would_block) {
-                acceptor_.async_wait(tcp::acceptor::wait_read, [this](const error_code& wait_ec) {
+                acceptor_.async_wait(tcp_acceptor::wait_read, [this](const error_code& wait_ec) {
                     if (!wait_ec) return accept();
                     if (wait_ec != asio::error::operation_aborted) retry_accept();  // not stopping: go on
                 });
@@ -203,9 +206,9 @@ private:
     }
 
     asio::io_context io_;
-    tcp::acceptor acceptor_;
-    asio::steady_timer stop_check_;
-    asio::steady_timer accept_retry_{io_};
+    tcp_acceptor acceptor_;
+    steady_timer stop_check_;
+    steady_timer accept_retry_{io_};
     std::chrono::steady_clock::time_point until_;
 };
 

@@ -29,7 +29,7 @@ AdminServer::AdminServer(asio::io_context& io, const config::ListenAddress& list
     : acceptor_(io), metrics_(std::move(metrics)), ready_(std::move(ready)), status_(std::move(status)) {
     const tcp::endpoint endpoint(asio::ip::make_address(listen.address.to_string()), listen.port);
     acceptor_.open(endpoint.protocol());
-    acceptor_.set_option(tcp::acceptor::reuse_address(true));
+    acceptor_.set_option(tcp_acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen();
     const auto bound = acceptor_.local_endpoint();
@@ -47,12 +47,12 @@ void AdminServer::stop() {
 awaitable<void> AdminServer::accept_loop() {
     while (acceptor_.is_open()) {
         error_code ec;
-        tcp::socket socket = co_await acceptor_.async_accept(with_error(ec));
+        tcp_socket socket = co_await acceptor_.async_accept(with_error(ec));
         if (ec == asio::error::operation_aborted) co_return;
         if (ec) {
             // Out of descriptors: the pending scrape stays in the backlog; retrying at once would
             // spin on a listener that stays readable.
-            asio::steady_timer pause(acceptor_.get_executor(), kAdminAcceptRetryDelay);
+            steady_timer pause(acceptor_.get_executor(), kAdminAcceptRetryDelay);
             co_await pause.async_wait(with_error(ec));
             continue;
         }
@@ -61,7 +61,7 @@ awaitable<void> AdminServer::accept_loop() {
 }
 
 // One request per connection: scrapers and health checks do not need more.
-awaitable<void> AdminServer::serve(tcp::socket socket) {
+awaitable<void> AdminServer::serve(tcp_socket socket) {
     beast::tcp_stream stream(std::move(socket));
     stream.expires_after(kAdminRequestTimeout);
     beast::flat_buffer buffer(kMaxAdminRequestBytes);
@@ -91,7 +91,7 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
         response = answer(request, http::status::not_found, "/metrics, /status, /healthz, /readyz\n", "text/plain");
     }
     co_await http::async_write(stream, response, with_error(ec));
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.socket().shutdown(tcp_socket::shutdown_send, ec);
 }
 
 }  // namespace egressgate::proxy

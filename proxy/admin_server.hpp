@@ -33,9 +33,9 @@ public:
 
 private:
     awaitable<void> accept_loop();
-    awaitable<void> serve(tcp::socket socket);
+    awaitable<void> serve(tcp_socket socket);
 
-    tcp::acceptor acceptor_;
+    tcp_acceptor acceptor_;
     MetricsSource metrics_;
     ReadySource ready_;
     StatusSource status_;

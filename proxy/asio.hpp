@@ -3,6 +3,8 @@
 // including <utility>, so it must come first.
 #include <utility>
 
+#include <chrono>
+
 #include <boost/asio.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -14,9 +16,19 @@ namespace egressgate::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
+
+// Every socket, timer and coroutine runs on an io_context, and says so in its type. Asio's default,
+// the type-erased any_io_executor, wraps every completion in an allocated function object and
+// copies the executor through a table of function pointers on every operation.
+using io_executor = asio::io_context::executor_type;
+using tcp_socket = asio::basic_stream_socket<tcp, io_executor>;
+using tcp_acceptor = asio::basic_socket_acceptor<tcp, io_executor>;
+using steady_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                asio::wait_traits<std::chrono::steady_clock>, io_executor>;
+using stream_descriptor = asio::posix::basic_stream_descriptor<io_executor>;
 template <typename T = void>
-using awaitable = asio::awaitable<T>;
-using asio::use_awaitable;
+using awaitable = asio::awaitable<T, io_executor>;
+inline constexpr asio::use_awaitable_t<io_executor> use_awaitable;
 
 // GCC 12 miscompiles `if (co_await f())` and `co_return co_await f();` in Asio coroutines (the
 // awaited frame is destroyed twice and the session crashes). Await into a local first, and keep

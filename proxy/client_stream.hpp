@@ -14,7 +14,7 @@
 
 namespace egressgate::proxy {
 
-using TlsStream = asio::ssl::stream<tcp::socket>;
+using TlsStream = asio::ssl::stream<tcp_socket>;
 
 // A clean end of the byte stream. A TLS peer that closes TCP without close_notify is treated as
 // EOF too: what it sent was delivered, and tunnels carry their own integrity inside.
@@ -23,21 +23,21 @@ inline bool is_end_of_stream(const error_code& ec) {
 }
 
 // Ends our sending direction, keeping the receiving one open (half close).
-inline void shutdown_send(tcp::socket& socket) {
+inline void shutdown_send(tcp_socket& socket) {
     error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    socket.shutdown(tcp_socket::shutdown_send, ignored);
 }
 
 class ClientStream {
 public:
-    using executor_type = tcp::socket::executor_type;
+    using executor_type = tcp_socket::executor_type;
 
-    explicit ClientStream(tcp::socket socket) : stream_(std::move(socket)) {}
+    explicit ClientStream(tcp_socket socket) : stream_(std::move(socket)) {}
     explicit ClientStream(TlsStream stream) : stream_(std::make_unique<TlsStream>(std::move(stream))) {}
 
     executor_type get_executor() { return socket().get_executor(); }
-    tcp::socket& socket() {
-        return std::visit([](auto& s) -> tcp::socket& { return lowest(s); }, stream_);
+    tcp_socket& socket() {
+        return std::visit([](auto& s) -> tcp_socket& { return lowest(s); }, stream_);
     }
     bool is_tls() const { return std::holds_alternative<std::unique_ptr<TlsStream>>(stream_); }
 
@@ -83,14 +83,14 @@ public:
     }
 
 private:
-    static tcp::socket& lowest(tcp::socket& s) { return s; }
-    static tcp::socket& lowest(std::unique_ptr<TlsStream>& s) { return s->next_layer(); }
-    static tcp::socket& layer(tcp::socket& s) { return s; }
+    static tcp_socket& lowest(tcp_socket& s) { return s; }
+    static tcp_socket& lowest(std::unique_ptr<TlsStream>& s) { return s->next_layer(); }
+    static tcp_socket& layer(tcp_socket& s) { return s; }
     static TlsStream& layer(std::unique_ptr<TlsStream>& s) { return *s; }
 
     // The TLS stream (OpenSSL state, ~400 bytes) lives apart: plain clients, nearly all of them,
     // do not carry its size in every session.
-    std::variant<tcp::socket, std::unique_ptr<TlsStream>> stream_;
+    std::variant<tcp_socket, std::unique_ptr<TlsStream>> stream_;
 };
 
 }  // namespace egressgate::proxy

@@ -72,7 +72,7 @@ void reload(const std::string& path, proxy::ConfigHolder& holder, proxy::TlsCont
 }
 
 // /status's traffic chart: the per-VM byte counters, every audit::kStatusSampleInterval.
-void sample_traffic(proxy::asio::steady_timer& timer, proxy::Server& server) {
+void sample_traffic(proxy::steady_timer& timer, proxy::Server& server) {
     server.sample_traffic();
     timer.expires_after(audit::kStatusSampleInterval);
     timer.async_wait([&timer, &server](const proxy::error_code& ec) {
@@ -81,7 +81,7 @@ void sample_traffic(proxy::asio::steady_timer& timer, proxy::Server& server) {
 }
 
 // WATCHDOG=1 only while every worker ticks: systemd restarts a proxy whose worker is stuck.
-void feed_watchdog(proxy::asio::steady_timer& timer, std::chrono::microseconds interval, const proxy::Server& server) {
+void feed_watchdog(proxy::steady_timer& timer, std::chrono::microseconds interval, const proxy::Server& server) {
     timer.expires_after(interval);
     timer.async_wait([&timer, interval, &server](const proxy::error_code& ec) {
         if (ec) return;
@@ -114,7 +114,7 @@ std::string_view signal_name(int signal) { return signal == SIGINT ? "SIGINT" : 
 // /readyz answers 503 "draining", so that a load balancer's health probe takes this VM out of
 // rotation before its listeners close. `close_listeners` runs when the notice ends, or at once
 // when the timer is cancelled (a second SIGTERM).
-void give_drain_notice(proxy::asio::steady_timer& notice, std::chrono::milliseconds length, proxy::Server& server,
+void give_drain_notice(proxy::steady_timer& notice, std::chrono::milliseconds length, proxy::Server& server,
                        std::function<void()> close_listeners) {
     server.announce_draining();
     proxy::notify_systemd("STOPPING=1\nSTATUS=draining: failing /readyz, still accepting");
@@ -147,8 +147,8 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
     proxy::AdminServer admin(
         signals_io, holder.current()->admin_listen, [&server] { return server.metrics_text(); },
         [&server, &audit] { return readiness_problem(server, audit); }, [&server] { return server.status_page(); });
-    proxy::asio::steady_timer traffic_sampler(signals_io);
-    proxy::asio::steady_timer drain_notice(signals_io);
+    proxy::steady_timer traffic_sampler(signals_io);
+    proxy::steady_timer drain_notice(signals_io);
     // SIGTERM's second stage: leaving signals_io.run() stops accepting, then the drain.
     const auto close_listeners = [&] {
         spdlog::info("stopping: draining open connections for up to {} ms", holder.current()->drain_timeout.count());
@@ -183,7 +183,7 @@ int serve(const proxy::CommandLine& options, std::shared_ptr<const config::Confi
         signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);
-    proxy::asio::steady_timer watchdog(signals_io);
+    proxy::steady_timer watchdog(signals_io);
     if (const auto interval = proxy::watchdog_interval()) feed_watchdog(watchdog, *interval, server);
     server.run();
     sample_traffic(traffic_sampler, server);

@@ -18,15 +18,15 @@ namespace {
 error_code last_error() { return error_code(errno, asio::error::get_system_category()); }
 
 // basic_socket keeps its implementation protected; a derived class may name it.
-struct SocketState : tcp::socket {
-    static asio::detail::socket_ops::state_type& of(tcp::socket& socket) {
+struct SocketState : tcp_socket {
+    static asio::detail::socket_ops::state_type& of(tcp_socket& socket) {
         return (socket.*&SocketState::impl_).get_implementation().state_;
     }
 };
 
 // Gives `fd` (non-blocking, no dup of it anywhere) to `socket`, or closes it. Registering it
 // with the reactor may need memory (a descriptor state past those the reactor keeps for reuse).
-error_code adopt(tcp::socket& socket, const tcp& protocol, int fd) {
+error_code adopt(tcp_socket& socket, const tcp& protocol, int fd) {
     error_code ec;
     try {
         socket.assign(protocol, fd, ec);
@@ -45,7 +45,7 @@ error_code adopt(tcp::socket& socket, const tcp& protocol, int fd) {
 
 }  // namespace
 
-error_code accept_nonblocking(tcp::acceptor& listener, tcp::socket& socket, tcp::endpoint& peer) {
+error_code accept_nonblocking(tcp_acceptor& listener, tcp_socket& socket, tcp::endpoint& peer) {
     for (;;) {
         socklen_t length = static_cast<socklen_t>(peer.capacity());
         const int fd = ::accept4(listener.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -57,7 +57,7 @@ error_code accept_nonblocking(tcp::acceptor& listener, tcp::socket& socket, tcp:
     }
 }
 
-error_code open_nonblocking(tcp::socket& socket, const tcp& protocol) {
+error_code open_nonblocking(tcp_socket& socket, const tcp& protocol) {
     const int fd = ::socket(protocol.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol.protocol());
     if (fd < 0) return last_error();
     return adopt(socket, protocol, fd);

@@ -11,9 +11,9 @@ namespace egressgate::proxy {
 // Accepts the next connection on `listener` (non-blocking itself) into `socket` (closed) with
 // accept4, non-blocking and close-on-exec; `peer` is the client's address. would_block: none is
 // waiting.
-error_code accept_nonblocking(tcp::acceptor& listener, tcp::socket& socket, tcp::endpoint& peer);
+error_code accept_nonblocking(tcp_acceptor& listener, tcp_socket& socket, tcp::endpoint& peer);
 
 // Opens `socket` (closed) for `protocol`, non-blocking and close-on-exec from the start.
-error_code open_nonblocking(tcp::socket& socket, const tcp& protocol);
+error_code open_nonblocking(tcp_socket& socket, const tcp& protocol);
 
 }  // namespace egressgate::proxy

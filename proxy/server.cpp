@@ -40,10 +40,10 @@ std::string unix_ms_now() {
                               std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
-    tcp::acceptor acceptor(io);
+tcp_acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
+    tcp_acceptor acceptor(io);
     acceptor.open(endpoint.protocol());
-    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.set_option(tcp_acceptor::reuse_address(true));
     acceptor.set_option(reuse_port(true));
     acceptor.bind(endpoint);
     acceptor.listen(asio::socket_base::max_listen_connections);
@@ -76,7 +76,7 @@ policy::ConnectionLimitSettings limit_settings(const config::Config& config) {
 }
 
 struct Server::Listener {
-    tcp::acceptor acceptor;
+    tcp_acceptor acceptor;
     bool tls;
 };
 
@@ -101,7 +101,7 @@ struct Server::Worker {
     PipePool pipes;
     std::vector<Listener> listeners;
     WorkerContext context;
-    asio::steady_timer sweep;
+    steady_timer sweep;
     std::atomic<StopRequest> stop_request{StopRequest::none};
     std::atomic<bool> listeners_closed{false};  // Server::stop waits for it before the drain
     bool stopping = false;
@@ -186,7 +186,7 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
     int accepted_in_a_row = 0;
     while (listener.acceptor.is_open()) {
         tcp::endpoint peer;  // filled by accept itself: no getpeername per connection
-        tcp::socket client(worker.io);
+        tcp_socket client(worker.io);
         error_code ec = accept_nonblocking(listener.acceptor, client, peer);
         if (!ec) {
             accept_client(worker, std::move(client), peer, listener.tls);
@@ -197,7 +197,7 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
         }
         accepted_in_a_row = 0;
         if (ec == asio::error::would_block) {
-            co_await listener.acceptor.async_wait(tcp::acceptor::wait_read, with_error(ec));
+            co_await listener.acceptor.async_wait(tcp_acceptor::wait_read, with_error(ec));
             if (ec == asio::error::operation_aborted) break;
             if (!ec) continue;
         }
@@ -209,7 +209,7 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
         // pause rather than spinning on a listener that stays readable. A connection reset
         // before accept is gone: accept the next one at once.
         if (!is_resource_shortage(ec)) continue;
-        asio::steady_timer pause(worker.io, kAcceptRetryDelay);
+        steady_timer pause(worker.io, kAcceptRetryDelay);
         co_await pause.async_wait(with_error(ec));
     }
 }
@@ -304,7 +304,7 @@ const std::shared_ptr<const config::Config>& Server::worker_config(Worker& worke
 // Memory can run out on the way from accept to a running session. A client it runs out for is
 // closed, counted and logged, and the accept loop goes on to the next one; so does it after any
 // other failure here, which is a bug, and logged as one.
-void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls) {
+void Server::accept_client(Worker& worker, tcp_socket client, const tcp::endpoint& peer, bool tls) {
     try {
         admit_client(worker, client, peer, tls);
         return;
@@ -326,7 +326,7 @@ void Server::accept_client(Worker& worker, tcp::socket client, const tcp::endpoi
 // Clients outside [clients] allow are closed before a single byte is read from them; clients
 // over a limit are answered 429/503 once their head is in, or closed at once when even that
 // would cost too much. `client` moves into the session once there is one.
-void Server::admit_client(Worker& worker, tcp::socket& client, const tcp::endpoint& peer, bool tls) {
+void Server::admit_client(Worker& worker, tcp_socket& client, const tcp::endpoint& peer, bool tls) {
     error_code ec;
     auto config = worker_config(worker);
     const auto ip = from_asio(peer.address()).unmapped();
@@ -359,7 +359,7 @@ void Server::admit_client(Worker& worker, tcp::socket& client, const tcp::endpoi
     }
 }
 
-void Server::refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
+void Server::refuse_at_accept(Worker& worker, tcp_socket& client, audit::Record record, std::string_view reason,
                               audit::CloseReason close_reason) {
     error_code ignored;
     client.close(ignored);

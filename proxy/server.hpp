@@ -107,11 +107,11 @@ private:
     void sweep_once(Worker& worker, std::int64_t tick);
     static void act_on_stop_request(Worker& worker);
     static void look_at_open_sessions(Worker& worker, std::chrono::steady_clock::time_point now);
-    void accept_client(Worker& worker, tcp::socket client, const tcp::endpoint& peer, bool tls);
-    void admit_client(Worker& worker, tcp::socket& client, const tcp::endpoint& peer, bool tls);
+    void accept_client(Worker& worker, tcp_socket client, const tcp::endpoint& peer, bool tls);
+    void admit_client(Worker& worker, tcp_socket& client, const tcp::endpoint& peer, bool tls);
     template <typename LogLine>
     void count_accept_failure(LogLine log_line);
-    void refuse_at_accept(Worker& worker, tcp::socket& client, audit::Record record, std::string_view reason,
+    void refuse_at_accept(Worker& worker, tcp_socket& client, audit::Record record, std::string_view reason,
                           audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
     std::string next_connection_id();

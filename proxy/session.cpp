@@ -196,7 +196,7 @@ awaitable<void> ClientSession::refuse_dial(const ConnectResult& result) {
 void ClientSession::watch_client() {
     if (pipelined_.size() >= kMaxPipelinedBytes) return;  // no more is taken: nor watched
     try {
-        client_.socket().async_wait(tcp::socket::wait_read,
+        client_.socket().async_wait(tcp_socket::wait_read,
                                     [self = shared_from_this(), generation = watch_generation_](const error_code& ec) {
                                         self->on_client_readable(ec, generation);
                                     });

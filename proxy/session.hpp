@@ -74,7 +74,7 @@ public:
     const config::Config& config() const { return *config_; }
     WorkerContext& worker() { return worker_; }
     ClientStream& client() { return client_; }
-    tcp::socket& upstream() { return upstream_; }
+    tcp_socket& upstream() { return upstream_; }
     audit::Record& record() { return record_; }
     http::MessageParser& parser() { return *parser_; }
     // Client bytes read and not yet parsed or forwarded.
@@ -146,7 +146,7 @@ private:
     void end_after_exception(std::exception_ptr exception);
 
     ClientStream client_;
-    tcp::socket upstream_;
+    tcp_socket upstream_;
     std::shared_ptr<const config::Config> config_;
     WorkerContext& worker_;
     audit::Record record_;

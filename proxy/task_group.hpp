@@ -12,8 +12,8 @@ namespace egressgate::proxy {
 
 class TaskGroup {
 public:
-    explicit TaskGroup(const asio::any_io_executor& executor) : executor_(executor), all_ended_(executor) {
-        all_ended_.expires_at(asio::steady_timer::time_point::max());
+    explicit TaskGroup(const io_executor& executor) : executor_(executor), all_ended_(executor) {
+        all_ended_.expires_at(steady_timer::time_point::max());
     }
     TaskGroup(const TaskGroup&) = delete;
     TaskGroup& operator=(const TaskGroup&) = delete;
@@ -39,8 +39,8 @@ public:
     std::size_t running() const { return running_; }
 
 private:
-    asio::any_io_executor executor_;
-    asio::steady_timer all_ended_;
+    io_executor executor_;
+    steady_timer all_ended_;
     std::size_t running_ = 0;
 };
 

@@ -22,7 +22,7 @@ bool is_port_shortage(const error_code& ec) {
 // With a source address bound, the kernel would pick the port at bind(), from the ports free
 // toward every destination; IP_BIND_ADDRESS_NO_PORT defers the choice to connect(), where a
 // port need only be free toward this destination (the 4-tuple is what must be unique).
-error_code defer_port_choice(tcp::socket& socket) {
+error_code defer_port_choice(tcp_socket& socket) {
     const int on = 1;
     if (::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on) == 0) return {};
     return error_code(errno, boost::system::system_category());
@@ -57,7 +57,7 @@ awaitable<Resolution> Dialer::look_up(const std::string& host) {
 
 awaitable<ConnectResult> Dialer::connect(const config::Config& config, const policy::Decision& decision,
                                          const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
-                                         tcp::socket& upstream) {
+                                         tcp_socket& upstream) {
     const policy::EgressPolicy& policy = config.egress;
     ConnectResult result;
     if (auto finding = policy.check_resolution(addresses, decision)) {
@@ -111,7 +111,7 @@ awaitable<ConnectResult> Dialer::connect(const config::Config& config, const pol
 }
 
 awaitable<error_code> Dialer::connect_from_sources(const tcp::endpoint& to, const std::vector<policy::IpAddress>& sources,
-                                                   tcp::socket& upstream) {
+                                                   tcp_socket& upstream) {
     std::vector<const policy::IpAddress*> family;
     for (const auto& source : sources) {
         if (source.is_v4() == to.address().is_v4()) family.push_back(&source);
@@ -135,7 +135,7 @@ awaitable<error_code> Dialer::connect_from_sources(const tcp::endpoint& to, cons
     co_return ec;
 }
 
-error_code Dialer::open_for(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream) {
+error_code Dialer::open_for(const tcp::endpoint& to, const policy::IpAddress* source, tcp_socket& upstream) {
     error_code ec = open_nonblocking(upstream, to.protocol());
     if (ec || source == nullptr) return ec;
     ec = defer_port_choice(upstream);

@@ -49,7 +49,7 @@ public:
     // turn, the next source taking over when one has no port left toward it.
     awaitable<ConnectResult> connect(const config::Config& config, const policy::Decision& decision,
                                      const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
-                                     tcp::socket& upstream);
+                                     tcp_socket& upstream);
 
     // The deadline passed or the client left: abandon the lookup; the session closes the
     // upstream socket itself.
@@ -64,10 +64,10 @@ private:
     // really done, and a readiness event meant for a socket closed in the same batch can reach
     // a new socket that reuses its reactor slot. A failed connect leaves the socket open unless
     // the deadline closed it.
-    static error_code open_for(const tcp::endpoint& to, const policy::IpAddress* source, tcp::socket& upstream);
+    static error_code open_for(const tcp::endpoint& to, const policy::IpAddress* source, tcp_socket& upstream);
     // Dials `to` from each source of its family in turn until one is not out of ports.
     awaitable<error_code> connect_from_sources(const tcp::endpoint& to, const std::vector<policy::IpAddress>& sources,
-                                               tcp::socket& upstream);
+                                               tcp_socket& upstream);
 
     DnsResolver& resolver_;
     std::uint32_t& source_turn_;

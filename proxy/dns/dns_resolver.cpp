@@ -33,7 +33,7 @@ void DnsLookup::abandon() {
 struct DnsResolver::SocketWatch {
     SocketWatch(asio::io_context& io, ares_socket_t socket) : fd(socket), descriptor(io, socket) {}
     ares_socket_t fd;
-    asio::posix::stream_descriptor descriptor;
+    stream_descriptor descriptor;
     bool want_read = false;
     bool want_write = false;
     bool read_pending = false;

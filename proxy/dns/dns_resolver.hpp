@@ -31,8 +31,8 @@ enum class DnsOutcome {
 // then lands here and is dropped.
 class DnsLookup {
 public:
-    explicit DnsLookup(asio::any_io_executor executor) : signal_(std::move(executor)) {
-        signal_.expires_at(asio::steady_timer::time_point::max());
+    explicit DnsLookup(io_executor executor) : signal_(std::move(executor)) {
+        signal_.expires_at(steady_timer::time_point::max());
     }
     awaitable<void> wait();
     void complete(DnsOutcome outcome, std::vector<policy::IpAddress> addresses);
@@ -41,7 +41,7 @@ public:
     const std::vector<policy::IpAddress>& addresses() const { return addresses_; }
 
 private:
-    asio::steady_timer signal_;
+    steady_timer signal_;
     std::vector<policy::IpAddress> addresses_;
     DnsOutcome outcome_ = DnsOutcome::abandoned;
     bool done_ = false;
@@ -73,7 +73,7 @@ private:
 
     asio::io_context& io_;
     ares_channel channel_ = nullptr;
-    asio::steady_timer timer_;
+    steady_timer timer_;
     std::unordered_map<ares_socket_t, std::shared_ptr<SocketWatch>> sockets_;
     dns::DnsCache cache_;
 };

@@ -33,12 +33,12 @@ enum class PumpEnd {
 // Told once, when a pump has ended.
 using PumpEndHandler = std::function<void(PumpEnd)>;
 
-inline void end_sending(tcp::socket& socket) { shutdown_send(socket); }
+inline void end_sending(tcp_socket& socket) { shutdown_send(socket); }
 inline void end_sending(ClientStream& client) { client.shutdown_send(); }
 
 // A direction through a buffer of the tunnel's: for TLS clients, whose bytes pass through
 // OpenSSL. `bytes` counts what was delivered to the sink; `last_activity` is refreshed on every
-// chunk. Source and Sink are tcp::socket or ClientStream.
+// chunk. Source and Sink are tcp_socket or ClientStream.
 template <typename Source, typename Sink>
 class CopyPump {
 public:

@@ -131,10 +131,10 @@ void SplicePump::run() {
         case Step::progressed: continue;
         case Step::source_empty:
             pipe_.release();  // an idle direction holds no pipe
-            return await(source_, tcp::socket::wait_read);
+            return await(source_, tcp_socket::wait_read);
         case Step::sink_full:
             source_drained_ = false;  // bytes may reach the source meanwhile, and their edge pass
-            return await(sink_, tcp::socket::wait_write);
+            return await(sink_, tcp_socket::wait_write);
         case Step::ended:
             pipe_.release();
             return on_end_(end_);
@@ -266,7 +266,7 @@ SplicePump::Step SplicePump::end_with(PumpEnd end) {
 }
 
 // Starting the wait allocates; without memory the direction ends as resource-starved.
-void SplicePump::await(tcp::socket& socket, tcp::socket::wait_type type) {
+void SplicePump::await(tcp_socket& socket, tcp_socket::wait_type type) {
     const bool sink = &socket == &sink_;
     try {
         socket.async_wait(type, [this, sink](const error_code& ec) { on_ready(ec, sink); });

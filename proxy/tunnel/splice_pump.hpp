@@ -88,7 +88,7 @@ private:
 // idle direction holds this object and one pending readiness wait, nothing more.
 class SplicePump {
 public:
-    SplicePump(tcp::socket& source, tcp::socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
+    SplicePump(tcp_socket& source, tcp_socket& sink, SplicePipe& pipe, std::uint64_t& bytes,
                std::chrono::steady_clock::time_point& last_activity)
         : source_(source), sink_(sink), pipe_(pipe), bytes_(bytes), last_activity_(last_activity) {}
     SplicePump(const SplicePump&) = delete;
@@ -119,11 +119,11 @@ private:
     Step keep_unsent(std::span<const char> rest);
     void note_read(std::size_t got, std::size_t asked);
     Step end_with(PumpEnd end);
-    void await(tcp::socket& socket, tcp::socket::wait_type type);
+    void await(tcp_socket& socket, tcp_socket::wait_type type);
     void on_ready(const error_code& ec, bool sink);
 
-    tcp::socket& source_;
-    tcp::socket& sink_;
+    tcp_socket& source_;
+    tcp_socket& sink_;
     SplicePipe& pipe_;
     std::uint64_t& bytes_;
     std::chrono::steady_clock::time_point& last_activity_;

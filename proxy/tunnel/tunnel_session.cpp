@@ -211,7 +211,7 @@ void TunnelSession::pass_on(Direction direction, PumpEnd end) {
 // Without memory for the timer the FIN goes on at once: the tunnel still ends cleanly.
 void TunnelSession::hold_client_fin() {
     try {
-        fin_hold_ = std::make_unique<asio::steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
+        fin_hold_ = std::make_unique<steady_timer>(session_.client().get_executor(), kUpstreamCloseGrace);
         fin_hold_->async_wait([this](const error_code&) { release_client_fin(); });
     } catch (const std::bad_alloc&) {
         fin_hold_.reset();

@@ -64,8 +64,8 @@ private:
     struct TlsClientPumps {
         explicit TlsClientPumps(ClientSession& session);
         std::unique_ptr<char[]> buffers;  // two kTunnelBufferBytes halves: up, down
-        CopyPump<ClientStream, tcp::socket> up;
-        CopyPump<tcp::socket, ClientStream> down;
+        CopyPump<ClientStream, tcp_socket> up;
+        CopyPump<tcp_socket, ClientStream> down;
     };
 
     ClientSession& session_;
@@ -76,7 +76,7 @@ private:
     int running_ = 0;                       // pumps, and the FIN hold, not ended yet
     bool carries_tls_ = false;              // the first bytes were a complete ClientHello
     bool upstream_ended_ = false;           // the down direction is over
-    std::unique_ptr<asio::steady_timer> fin_hold_;  // only while the client's FIN waits
+    std::unique_ptr<steady_timer> fin_hold_;  // only while the client's FIN waits
 };
 
 }  // namespace egressgate::proxy

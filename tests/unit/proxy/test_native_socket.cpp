@@ -16,8 +16,8 @@ bool nonblocking_and_cloexec(int fd) {
     return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0 && (::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
 }
 
-tcp::acceptor loopback_listener(asio::io_context& io) {
-    return tcp::acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+tcp_acceptor loopback_listener(asio::io_context& io) {
+    return tcp_acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
 }
 
 }  // namespace
@@ -26,7 +26,7 @@ TEST_CASE("an accept with no connection waiting says would_block", "[native_sock
     asio::io_context io;
     auto listener = loopback_listener(io);
     listener.non_blocking(true);
-    tcp::socket client(io);
+    tcp_socket client(io);
     tcp::endpoint peer;
     CHECK(accept_nonblocking(listener, client, peer) == asio::error::would_block);
     CHECK_FALSE(client.is_open());
@@ -37,7 +37,7 @@ TEST_CASE("sockets opened and accepted non-blocking carry bytes through Asio", "
     auto listener = loopback_listener(io);
     listener.non_blocking(true);
 
-    tcp::socket dialer(io);
+    tcp_socket dialer(io);
     REQUIRE_FALSE(open_nonblocking(dialer, tcp::v4()));
     CHECK(nonblocking_and_cloexec(dialer.native_handle()));
     // Asio's own flag: set, so it issues no ioctl(FIONBIO) before the first operation.
@@ -48,7 +48,7 @@ TEST_CASE("sockets opened and accepted non-blocking carry bytes through Asio", "
     io.restart();
     REQUIRE_FALSE(connected);
 
-    tcp::socket accepted(io);
+    tcp_socket accepted(io);
     tcp::endpoint peer;
     REQUIRE_FALSE(accept_nonblocking(listener, accepted, peer));
     CHECK(nonblocking_and_cloexec(accepted.native_handle()));
@@ -78,7 +78,7 @@ TEST_CASE("sockets opened and accepted non-blocking carry bytes through Asio", "
     io.run();
     io.restart();
     CHECK(eof == asio::error::eof);
-    tcp::socket again(io);
+    tcp_socket again(io);
     REQUIRE_FALSE(open_nonblocking(again, tcp::v4()));
     CHECK(again.native_handle() == number);
     error_code refused;

@@ -17,15 +17,15 @@ namespace {
 
 // Two ends of one loopback TCP connection.
 struct Connection {
-    tcp::socket near;  // the pump's side
-    tcp::socket far;   // the peer's side
+    tcp_socket near;  // the pump's side
+    tcp_socket far;   // the peer's side
 };
 
 Connection connect_pair(asio::io_context& io) {
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    tcp::socket far(io);
+    tcp_acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp_socket far(io);
     far.connect(acceptor.local_endpoint());
-    tcp::socket near = acceptor.accept();
+    tcp_socket near = acceptor.accept();
     near.non_blocking(true);  // as the proxy's sockets are once Asio has used them
     return {std::move(near), std::move(far)};
 }
@@ -36,14 +36,14 @@ std::string pattern(std::size_t size) {
     return bytes;
 }
 
-void reset(tcp::socket& socket) {
+void reset(tcp_socket& socket) {
     socket.set_option(asio::socket_base::linger(true, 0));
     socket.close();
 }
 
 // Room for `bytes` in the kernel, beyond the autotuned default (needs CAP_NET_ADMIN, which the
 // tests have as root; without it the kernel's maximum applies and the test says so).
-bool force_buffer(tcp::socket& socket, int option, int bytes) {
+bool force_buffer(tcp_socket& socket, int option, int bytes) {
     return ::setsockopt(socket.native_handle(), SOL_SOCKET, option, &bytes, sizeof bytes) == 0;
 }
 
@@ -65,7 +65,7 @@ TEST_CASE("a pump delivers every byte in order and ends at the source's EOF", "[
     std::string received;
     std::thread writer([&] {
         asio::write(source.far, asio::buffer(sent));
-        source.far.shutdown(tcp::socket::shutdown_send);
+        source.far.shutdown(tcp_socket::shutdown_send);
     });
     std::thread reader([&] {
         error_code ec;
@@ -80,7 +80,7 @@ TEST_CASE("a pump delivers every byte in order and ends at the source's EOF", "[
     SplicePump pump(source.near, sink.near, d.pipe, d.bytes, d.activity);
     pump.start([&](PumpEnd end) {
         d.end = end;
-        sink.near.shutdown(tcp::socket::shutdown_send);  // the tunnel passes the EOF on
+        sink.near.shutdown(tcp_socket::shutdown_send);  // the tunnel passes the EOF on
     });
     io.run();
     writer.join();
@@ -109,13 +109,13 @@ TEST_CASE("a pump that found its source drained takes the next message on its ed
             if (ec || echoed != message) return;
             ++delivered;
         }
-        source.far.shutdown(tcp::socket::shutdown_send);
+        source.far.shutdown(tcp_socket::shutdown_send);
     });
     Direction d;
     SplicePump pump(source.near, sink.near, d.pipe, d.bytes, d.activity);
     pump.start([&](PumpEnd end) {
         d.end = end;
-        sink.near.shutdown(tcp::socket::shutdown_send);
+        sink.near.shutdown(tcp_socket::shutdown_send);
     });
     io.run_for(std::chrono::seconds(10));
     if (!d.end) sink.near.close();  // a stuck pump: let the peer's read end
@@ -189,7 +189,7 @@ TEST_CASE("a fast stream yields to the worker's other handlers", "[pump]") {
     error_code ec;
     const std::size_t queued = source.far.write_some(asio::buffer(sent), ec);
     REQUIRE(queued >= 2 * 1024 * 1024);  // more than one turn moves (17 chunks at most)
-    source.far.shutdown(tcp::socket::shutdown_send);
+    source.far.shutdown(tcp_socket::shutdown_send);
     Direction d;
     std::optional<std::uint64_t> bytes_when_others_ran;
     asio::post(io, [&] { bytes_when_others_ran = d.bytes; });  // another tunnel's handler
