@@ -160,7 +160,7 @@ awaitable<bool> ClientSession::dial(const policy::Target& target, const policy::
         co_return false;
     }
     if (result.connected) {
-        upstream_finding_ = result.reported ? std::make_unique<policy::Decision>(std::move(*result.reported)) : nullptr;
+        upstream_finding_ = std::move(result.reported);
         record_upstream_finding();
         co_return true;
     }
@@ -179,9 +179,9 @@ awaitable<void> ClientSession::refuse_dial(const ConnectResult& result) {
     } else if (result.out_of_ports) {
         co_await reject(http::Refusal(http::Failure::source_ports_exhausted,
                                       "no local port left toward " + result.address + " ([proxy] source_addresses adds more)"));
-    } else if (!result.any_permitted) {
-        record_decision(result.refusal);
-        co_await reject(http::Refusal::denied(result.refusal));
+    } else if (!result.any_permitted && result.refusal) {
+        record_decision(*result.refusal);
+        co_await reject(http::Refusal::denied(*result.refusal));
     } else {
         co_await reject(http::Refusal(timed_out_ ? http::Failure::connect_timeout : http::Failure::connect_failed));
     }

@@ -55,34 +55,53 @@ awaitable<Resolution> Dialer::look_up(const std::string& host) {
     co_return Resolution{lookup_->addresses(), lookup_->outcome()};
 }
 
+namespace {
+
+// With service tags required, a name with any address outside them is refused before a dial, or
+// in report mode dialed and reported. False: refused (result says why). Not a coroutine, so that
+// the decisions it weighs never sit in the dial's frame.
+bool screen_resolution(const policy::EgressPolicy& policy, const policy::Decision& decision,
+                       const std::vector<policy::IpAddress>& addresses, ConnectResult& result) {
+    auto finding = policy.check_resolution(addresses, decision);
+    if (!finding) return true;
+    if (finding->permits()) {
+        result.reported = std::make_unique<policy::Decision>(std::move(*finding));  // report mode: the dial goes on
+        return true;
+    }
+    // The audit line names the address that lay outside the service tags.
+    for (const auto& address : addresses) {
+        if (decision.within->tag_of(address)) continue;
+        result.address = address.to_string();
+        break;
+    }
+    result.refusal = std::make_unique<policy::Decision>(std::move(*finding));
+    return false;
+}
+
+// The policy's word on one address. False: refused (result.refusal says why).
+bool admit_address(const policy::EgressPolicy& policy, const policy::Decision& decision,
+                   const policy::IpAddress& address, ConnectResult& result) {
+    result.address = address.to_string();
+    auto verdict = policy.check_address(address, decision);
+    if (!verdict.permits()) {
+        result.refusal = std::make_unique<policy::Decision>(std::move(verdict));
+        return false;
+    }
+    if (verdict.verdict == policy::Verdict::report) result.reported = std::make_unique<policy::Decision>(std::move(verdict));
+    result.any_permitted = true;
+    return true;
+}
+
+}  // namespace
+
 awaitable<ConnectResult> Dialer::connect(const config::Config& config, const policy::Decision& decision,
                                          const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
                                          tcp_socket& upstream) {
     const policy::EgressPolicy& policy = config.egress;
     ConnectResult result;
-    if (auto finding = policy.check_resolution(addresses, decision)) {
-        if (finding->permits()) {
-            result.reported = std::move(*finding);  // report mode: the dial goes on
-        } else {
-            // The audit line names the address that lay outside the service tags.
-            for (const auto& address : addresses) {
-                if (decision.within->tag_of(address)) continue;
-                result.address = address.to_string();
-                break;
-            }
-            result.refusal = std::move(*finding);
-            co_return result;
-        }
-    }
+    if (!screen_resolution(policy, decision, addresses, result)) co_return result;
     for (const auto& address : addresses) {
-        result.address = address.to_string();
-        auto verdict = policy.check_address(address, decision);
-        if (!verdict.permits()) {
-            result.refusal = std::move(verdict);
-            continue;
-        }
-        if (verdict.verdict == policy::Verdict::report) result.reported = std::move(verdict);
-        result.any_permitted = true;
+        if (!admit_address(policy, decision, address, result)) continue;
         const tcp::endpoint to(to_asio(address), port);
         error_code ec;
         if (config.source_addresses.empty()) {

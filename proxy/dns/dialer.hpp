@@ -1,6 +1,7 @@
 #pragma once
 // Resolve, check every address against the policy, and connect to exactly an address that passed.
 // The session owns the deadlines of both steps and cancels them when they pass.
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,10 +26,12 @@ struct ConnectResult {
     // The last attempt found no ephemeral port free toward the destination (EADDRNOTAVAIL) from
     // any source address: too many recent connections to that IP:port, most in TIME_WAIT.
     bool out_of_ports = false;
-    policy::Decision refusal;
+    // Both rare, so held apart: the result lives in the dial's coroutine frames, which then stay
+    // small enough for the allocator's per-thread cache.
+    std::unique_ptr<policy::Decision> refusal;  // why the last address was refused
     // Connected, though enforcing would have refused it (an address outside the service tags of
     // a decision in report mode): what the audit line says instead of the host's decision.
-    std::optional<policy::Decision> reported;
+    std::unique_ptr<policy::Decision> reported;
     std::string address;            // the address connected to, or the last one tried or refused
 };
 
