@@ -175,6 +175,9 @@ def base_config(workdir: Path, *, ports: list[int], dns_hosts: dict[str, str] | 
 # The proxy process
 
 
+_RUNNING_PROXIES: dict[tuple[str, int], "Proxy"] = {}  # listening address -> its Proxy
+
+
 class Proxy:
     """One egressgate process with its own config, stderr log and audit file in a temp dir."""
 
@@ -190,6 +193,7 @@ class Proxy:
         self.config_path.write_text(toml_dumps(config))
         self.audit_path = Path(config["audit"]["path"])
         self._claimed_audit: dict[tuple[str, int], int] = {}  # client -> its last line returned
+        self._client_opened: dict[tuple[str, int], int] = {}  # client -> audit bytes at connect
         self.stderr_path = self.workdir / "stderr.log"
         self.stdout_path = self.workdir / "stdout.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -218,6 +222,7 @@ class Proxy:
             match = LISTENING_RE.search(self.stderr())
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
+                _RUNNING_PROXIES[(self.host, self.port)] = self
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -228,6 +233,8 @@ class Proxy:
         raise RuntimeError(f"no 'listening on' line within {STARTUP_TIMEOUT}s.\nstderr:\n{self.stderr()}")
 
     def stop(self) -> int | None:
+        if _RUNNING_PROXIES.get((self.host, self.port)) is self:
+            del _RUNNING_PROXIES[(self.host, self.port)]
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -297,21 +304,72 @@ class Proxy:
             f"audit lines:\n" + "\n".join(json.dumps(r) for r in self.audit_records()) +
             f"\nproxy stderr (tail):\n{self.stderr_tail()}")
 
+    def audit_size(self) -> int:
+        """The audit file's length in bytes now; lines that start at or past it come later."""
+        try:
+            return self.audit_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def note_client_connected(self, client: tuple[str, int], audit_size: int) -> None:
+        """tcp_connect's note: a connection from client began when the audit file was
+        audit_size bytes long, so no line that started before that can be its own."""
+        self._client_opened[client] = audit_size
+
+    def _first_line_of_client(self, client: tuple[str, int], since: int) -> int:
+        """The first line index that may belong to client's latest connection: past what
+        `since`, an earlier claim and the moment tcp_connect saw it connect rule out."""
+        since = max(since, self._claimed_audit.get(client, -1) + 1)
+        opened_at = self._client_opened.get(client, 0)
+        if opened_at:
+            before = self.audit_path.read_bytes()[:opened_at]
+            started = before.count(b"\n") + (0 if before.endswith(b"\n") else 1)
+            since = max(since, started)
+        return since
+
     def audit_for_client(self, client_port: int, client_ip: str = "127.0.0.1",
-                         timeout: float = AUDIT_TIMEOUT, since: int = 0) -> dict[str, Any]:
-        """The audit line of the connection from client_ip:client_port.
+                         timeout: float = AUDIT_TIMEOUT, since: int = 0,
+                         matching: Callable[[dict[str, Any]], bool] | None = None
+                         ) -> dict[str, Any]:
+        """The audit line of the latest connection from client_ip:client_port (the last one
+        that satisfies `matching`, if given: a keep-alive connection writes several).
 
         The kernel hands a client port out again once its connection is gone, so one client
-        address can name several connections in a run. A line returned here is claimed: later
-        calls for the same address match only lines written after it, and `since` (an
-        audit_mark() taken before the connection) excludes older lines a test never claimed."""
+        address can name several connections in a run. Only lines that began after
+        tcp_connect opened the latest connection from that address count; a line returned here
+        is claimed, so later calls match only lines written after it; and `since` (an
+        audit_mark() taken before the connection) excludes older lines for clients that did
+        not connect through tcp_connect."""
         client = (client_ip, client_port)
-        since = max(since, self._claimed_audit.get(client, -1) + 1)
+        since = self._first_line_of_client(client, since)
         index, record = self._wait_audit_line(
-            lambda r: r.get("client_port") == client_port and r.get("client_ip") == client_ip,
+            lambda r: r.get("client_port") == client_port and r.get("client_ip") == client_ip
+            and (matching is None or matching(r)),
             f"client {client_ip}:{client_port}", timeout, since)
         self._claimed_audit[client] = index
         return record
+
+    def audits_for_client(self, client_port: int, count: int, client_ip: str = "127.0.0.1",
+                          timeout: float = AUDIT_TIMEOUT) -> list[dict[str, Any]]:
+        """The first count audit lines of the latest connection from client_ip:client_port (a
+        keep-alive connection writes one per request), in the order written; claims them."""
+        client = (client_ip, client_port)
+        since = self._first_line_of_client(client, 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.audit_records()
+            mine = [i for i in range(since, len(records))
+                    if records[i].get("client_port") == client_port
+                    and records[i].get("client_ip") == client_ip]
+            if len(mine) >= count:
+                self._claimed_audit[client] = mine[count - 1]
+                return [records[i] for i in mine[:count]]
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{count} audit lines expected for client {client_ip}:{client_port} from "
+                    f"line {since}, got {[records[i] for i in mine]}.\n"
+                    f"proxy stderr (tail):\n{self.stderr_tail()}")
+            time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,18 +377,25 @@ class Proxy:
 
 
 def tcp_connect(port: int, host: str = "127.0.0.1", source: str | None = None,
-                timeout: float = SOCKET_TIMEOUT) -> socket.socket:
-    """A TCP connection to a loopback address; refuses anything else (no test traffic off-box)."""
+                timeout: float = SOCKET_TIMEOUT, source_port: int = 0) -> socket.socket:
+    """A TCP connection to a loopback address; refuses anything else (no test traffic off-box).
+    source_port: bind this client port (SO_REUSEADDR), to use one again on purpose."""
     if not ipaddress.ip_address(host).is_loopback:
         raise AssertionError(f"tests connect only to loopback, not {host}")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        if source is not None:
-            if not ipaddress.ip_address(source).is_loopback:
-                raise AssertionError(f"tests bind only to loopback, not {source}")
-            sock.bind((source, 0))
+        if source is not None and not ipaddress.ip_address(source).is_loopback:
+            raise AssertionError(f"tests bind only to loopback, not {source}")
+        if source_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if source is not None or source_port:
+            sock.bind((source or "127.0.0.1", source_port))
+        proxy = _RUNNING_PROXIES.get((host, port))
+        audit_size = proxy.audit_size() if proxy is not None else 0
         sock.connect((host, port))
+        if proxy is not None:
+            proxy.note_client_connected(sock.getsockname()[:2], audit_size)
     except BaseException:
         sock.close()
         raise

@@ -2,12 +2,14 @@
 (issue 9): strict UTF-8 JSON lines with client-controlled text escaped C-style, `alpn` a list,
 a partial last line left alone on its line, string connection ids unique across restarts,
 progress lines for long tunnels, a prompt line for a client that leaves while the proxy resolves,
-and 504 upstream_timeout for an origin that never answers.
+and 504 upstream_timeout for an origin that never answers. The harness matches a line to the
+connection a test just made even when the kernel hands that client port out again.
 """
 
 import json
 import re
 import socket
+import struct
 import time
 import unittest
 
@@ -291,6 +293,41 @@ class SilentOriginTest(ProxyTestCase):
         record = self.proxy.audit_for_client(client_port)
         self.assertEqual(record["status"], 504, record)
         self.assertEqual(record["reason"], "upstream_timeout", record)
+
+
+class ReusedClientPortTest(PerTestProxyCase):
+    """A client port names one connection at a time, not one for the run: the kernel hands it
+    out again once its connection is gone. A test that asks for the line of the connection it
+    just made must never be given an older connection's line from the same port."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.echo = cls.close_after_class(echo_server())
+
+    def test_a_reused_client_port_is_matched_to_its_new_connection(self):
+        workdir = self.fresh_workdir("egressgate-audit-reuse-")
+        proxy = self.start_test_proxy(base_config(workdir, ports=[443, self.echo.port]), workdir)
+        with tcp_connect(proxy.port) as first:  # a denial nobody claims, as in a test's setup
+            client_port = first.getsockname()[1]
+            first.sendall(connect_request(f"{STORAGE_NAME}:444"))
+            recv_until_eof(first)
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        proxy.wait_audit(lambda r: r.get("client_port") == client_port, "the first connection")
+
+        second = tcp_connect(proxy.port, source_port=client_port)
+        with second:
+            second.sendall(connect_request(f"{STORAGE_NAME}:{self.echo.port}"))
+            self.assertEqual(recv_exactly(second, len(ESTABLISHED)), ESTABLISHED)
+            with self.assertRaises(AssertionError, msg="an open tunnel was given the old line"):
+                proxy.audit_for_client(client_port, timeout=0.5)
+            second.sendall(b"ping")
+            self.assertEqual(recv_exactly(second, 4), b"ping")
+            second.shutdown(socket.SHUT_WR)
+            recv_until_eof(second)
+        record = proxy.audit_for_client(client_port)
+        self.assertEqual(record["decision"], "allow", record)
+        self.assertEqual(record["port"], self.echo.port, record)
+        self.assertEqual(record["bytes_up"], 4, record)
 
 
 if __name__ == "__main__":

@@ -406,20 +406,6 @@ class HttpProxyTestCase(ProxyTestCase):
             response, body = ResponseReader(sock).response(method)
         return response, body, client_port
 
-    def audits_for_client(self, client_port: int, count: int) -> list[dict[str, Any]]:
-        """The first count audit lines of one client connection, in the order written."""
-        deadline = time.monotonic() + AUDIT_TIMEOUT
-        for _ in range(int(AUDIT_TIMEOUT / 0.02) + 2):
-            records = [r for r in self.proxy.audit_records()
-                       if r.get("client_port") == client_port and r.get("client_ip") == "127.0.0.1"]
-            if len(records) >= count or time.monotonic() >= deadline:
-                break
-            time.sleep(0.02)
-        self.assertGreaterEqual(len(records), count,
-                                f"{count} audit lines expected for client port {client_port}, got "
-                                f"{records}.\nproxy stderr (tail):\n{self.proxy.stderr_tail()}")
-        return records[:count]
-
     def audit_after(self, start: int, predicate: Callable[[dict[str, Any]], bool],
                     what: str) -> dict[str, Any]:
         """Waits for an audit line past the first start lines that satisfies predicate."""
@@ -645,7 +631,7 @@ class HttpForwardTest(HttpProxyTestCase):
                           [f"{SECOND_NAME}:{self.origin.port}"]])
         self.assertNotEqual(at_origin[0].connection, at_origin[1].connection,
                             "a request for another host went over the first host's connection")
-        first_record, second_record = self.audits_for_client(client_port, 2)
+        first_record, second_record = self.proxy.audits_for_client(client_port, 2)
         self.assert_forwarded_audit(first_record, method="GET", bytes_down=1000)
         self.assert_forwarded_audit(second_record, method="GET", host=SECOND_NAME, bytes_down=2000)
 
@@ -690,7 +676,7 @@ class HttpForwardTest(HttpProxyTestCase):
         at_origin = self.origin.requests_under("/ka/", len(exchanges))
         self.assertEqual([(r.method, r.target) for r in at_origin],
                          [(m, t) for m, t, _ in exchanges])
-        records = self.audits_for_client(client_port, len(exchanges))
+        records = self.proxy.audits_for_client(client_port, len(exchanges))
         self.assertEqual([(r["method"], r["status"], r["bytes_up"], r["bytes_down"]) for r in records],
                          [("PUT", 200, 1000, len(bodies[0])),
                           ("POST", 200, len(post_body), len(bodies[1])),

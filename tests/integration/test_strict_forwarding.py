@@ -44,8 +44,7 @@ class StrictForwardingTest(HttpProxyTestCase):
         self.assertEqual(response.headers.get("connection", "").lower(), "close", response.head)
         self.assertEqual(self.origin.accepted, accepted,
                          f"the origin accepted a connection for a request refused as {reason}")
-        record = self.proxy.wait_audit(lambda r: r.get("client_port") == client_port,
-                                       f"client port {client_port}")
+        record = self.proxy.audit_for_client(client_port)
         self.assertEqual(record["reason"], reason, record)
         self.assertEqual(record["status"], 400, record)
         self.assertEqual(record["close_reason"], "rejected", record)

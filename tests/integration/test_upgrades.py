@@ -66,9 +66,7 @@ class UpgradeTest(PerTestProxyCase):
         return response
 
     def assert_audited(self, client_port: int, reason: str, status: int) -> None:
-        record = self.proxy.wait_audit(
-            lambda r: r.get("client_port") == client_port and r.get("reason") == reason,
-            f"{reason} for client port {client_port}")
+        record = self.proxy.audit_for_client(client_port, matching=lambda r: r["reason"] == reason)
         self.assertEqual(record["status"], status, record)
 
     def assert_recovers(self) -> None:
