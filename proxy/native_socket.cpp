@@ -17,6 +17,8 @@ namespace {
 
 error_code last_error() { return error_code(errno, asio::error::get_system_category()); }
 
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
 // basic_socket keeps its implementation protected; a derived class may name it.
 struct SocketState : tcp_socket {
     static asio::detail::socket_ops::state_type& of(tcp_socket& socket) {
@@ -55,6 +57,18 @@ error_code accept_nonblocking(tcp_acceptor& listener, tcp_socket& socket, tcp::e
         }
         if (errno != EINTR) return last_error();
     }
+}
+
+tcp_acceptor open_listener(asio::io_context& io, const tcp::endpoint& endpoint) {
+    tcp_acceptor listener(io);
+    listener.open(endpoint.protocol());
+    listener.set_option(tcp_acceptor::reuse_address(true));
+    listener.set_option(reuse_port(true));
+    listener.set_option(tcp::no_delay(true));
+    listener.bind(endpoint);
+    listener.listen(asio::socket_base::max_listen_connections);
+    listener.non_blocking(true);
+    return listener;
 }
 
 error_code open_nonblocking(tcp_socket& socket, const tcp& protocol) {

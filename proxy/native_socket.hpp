@@ -8,6 +8,11 @@
 
 namespace egressgate::proxy {
 
+// A worker's listening socket on `endpoint`: SO_REUSEADDR, SO_REUSEPORT (one listener per worker),
+// non-blocking (for accept_nonblocking), and TCP_NODELAY, which Linux copies to every connection
+// accepted from it, so that no client's socket needs a setsockopt of its own.
+tcp_acceptor open_listener(asio::io_context& io, const tcp::endpoint& endpoint);
+
 // Accepts the next connection on `listener` (non-blocking itself) into `socket` (closed) with
 // accept4, non-blocking and close-on-exec; `peer` is the client's address. would_block: none is
 // waiting.

@@ -26,7 +26,6 @@
 
 namespace egressgate::proxy {
 
-using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 using std::chrono::steady_clock;
 
 namespace {
@@ -38,17 +37,6 @@ std::int64_t steady_ms() {
 std::string unix_ms_now() {
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-tcp_acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
-    tcp_acceptor acceptor(io);
-    acceptor.open(endpoint.protocol());
-    acceptor.set_option(tcp_acceptor::reuse_address(true));
-    acceptor.set_option(reuse_port(true));
-    acceptor.bind(endpoint);
-    acceptor.listen(asio::socket_base::max_listen_connections);
-    acceptor.non_blocking(true);  // accept_loop calls accept4 itself, and waits when none is there
-    return acceptor;
 }
 
 std::string to_string(const tcp::endpoint& endpoint) {
@@ -139,7 +127,7 @@ void Server::bind_listeners(const std::vector<config::ListenAddress>& addresses,
     for (const auto& listen : addresses) {
         tcp::endpoint endpoint(to_asio(listen.address), listen.port);
         for (auto& worker : workers_) {
-            worker->listeners.push_back(Listener{open_acceptor(worker->io, endpoint), tls});
+            worker->listeners.push_back(Listener{open_listener(worker->io, endpoint), tls});
             endpoint = worker->listeners.back().acceptor.local_endpoint();
         }
         bound_.push_back(fmt::format("{}{}", to_string(endpoint), tls ? " (TLS)" : ""));
@@ -327,7 +315,6 @@ void Server::accept_client(Worker& worker, tcp_socket client, const tcp::endpoin
 // over a limit are answered 429/503 once their head is in, or closed at once when even that
 // would cost too much. `client` moves into the session once there is one.
 void Server::admit_client(Worker& worker, tcp_socket& client, const tcp::endpoint& peer, bool tls) {
-    error_code ec;
     auto config = worker_config(worker);
     const auto ip = from_asio(peer.address()).unmapped();
     auto record = accepted_record(*config, peer, next_connection_id());
@@ -344,7 +331,6 @@ void Server::admit_client(Worker& worker, tcp_socket& client, const tcp::endpoin
         refuse_at_accept(worker, client, std::move(record), http::reason_of(*refusal), audit::CloseReason::overloaded);
         return;
     }
-    client.set_option(tcp::no_delay(true), ec);
     // From here the session releases the ledger's place when it finishes; until it exists (an
     // SSL object or the session itself could not be allocated), this does.
     try {

@@ -1,8 +1,11 @@
 // Sockets handed to Asio non-blocking from birth: Asio knows it (no ioctl before the first
-// operation), they carry bytes both ways, and they close like any other.
+// operation), they carry bytes both ways, and they close like any other. Listeners hand
+// TCP_NODELAY down to what they accept.
 #include <catch.hpp>
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <string>
 
@@ -85,4 +88,20 @@ TEST_CASE("sockets opened and accepted non-blocking carry bytes through Asio", "
     again.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1), [&](const error_code& ec) { refused = ec; });
     io.run();
     CHECK(refused == asio::error::connection_refused);
+}
+
+TEST_CASE("a listener's connections are TCP_NODELAY from accept, with no setsockopt of their own", "[native_socket]") {
+    asio::io_context io;
+    auto listener = open_listener(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp_socket client(io);
+    tcp::endpoint peer;
+    CHECK(accept_nonblocking(listener, client, peer) == asio::error::would_block);  // non-blocking
+
+    tcp_socket dialer(io);
+    dialer.connect(listener.local_endpoint());  // blocking: the handshake is done when it returns
+    REQUIRE_FALSE(accept_nonblocking(listener, client, peer));
+    int no_delay = 0;
+    socklen_t length = sizeof no_delay;
+    REQUIRE(::getsockopt(client.native_handle(), IPPROTO_TCP, TCP_NODELAY, &no_delay, &length) == 0);
+    CHECK(no_delay == 1);
 }
