@@ -25,6 +25,7 @@ import threading
 import time
 import unittest
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -34,6 +35,7 @@ REPO_ROOT = HERE.parent.parent
 SOCKET_TIMEOUT = 10.0  # seconds; any single blocking socket call
 STARTUP_TIMEOUT = 10.0  # seconds until "listening on" appears
 AUDIT_TIMEOUT = 5.0  # seconds until an expected audit line appears
+AUDIT_CLOCK_SLACK = 0.003  # seconds: a line's accept time, from whole milliseconds, is this close
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 MAX_HEAD = 64 * 1024  # bytes of a response head we are willing to read
 
@@ -175,7 +177,15 @@ def base_config(workdir: Path, *, ports: list[int], dns_hosts: dict[str, str] | 
 # The proxy process
 
 
-_RUNNING_PROXIES: dict[tuple[str, int], "Proxy"] = {}  # listening address -> its Proxy
+@dataclass(frozen=True)
+class AuditPosition:
+    """Where a proxy's audit file stood at one moment."""
+    file: int         # inode: log rotation moves the file away and the proxy opens a new one
+    size: int         # bytes
+    wall_time: float  # time.time()
+
+
+_RUNNING_PROXIES: dict[int, "Proxy"] = {}  # listening port -> its Proxy (0.0.0.0 too)
 
 
 class Proxy:
@@ -192,8 +202,8 @@ class Proxy:
         self.config_path = self.workdir / "egressgate.toml"
         self.config_path.write_text(toml_dumps(config))
         self.audit_path = Path(config["audit"]["path"])
-        self._claimed_audit: dict[tuple[str, int], int] = {}  # client -> its last line returned
-        self._client_opened: dict[tuple[str, int], int] = {}  # client -> audit bytes at connect
+        self._claimed_audit: dict[tuple[str, int], tuple[int, int]] = {}  # client -> (file, its last line returned)
+        self._client_opened: dict[tuple[str, int], AuditPosition] = {}  # client -> where the audit was at connect
         self.stderr_path = self.workdir / "stderr.log"
         self.stdout_path = self.workdir / "stdout.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -222,7 +232,7 @@ class Proxy:
             match = LISTENING_RE.search(self.stderr())
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
-                _RUNNING_PROXIES[(self.host, self.port)] = self
+                _RUNNING_PROXIES[self.port] = self
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -233,8 +243,8 @@ class Proxy:
         raise RuntimeError(f"no 'listening on' line within {STARTUP_TIMEOUT}s.\nstderr:\n{self.stderr()}")
 
     def stop(self) -> int | None:
-        if _RUNNING_PROXIES.get((self.host, self.port)) is self:
-            del _RUNNING_PROXIES[(self.host, self.port)]
+        if _RUNNING_PROXIES.get(self.port) is self:
+            del _RUNNING_PROXIES[self.port]
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -304,28 +314,55 @@ class Proxy:
             f"audit lines:\n" + "\n".join(json.dumps(r) for r in self.audit_records()) +
             f"\nproxy stderr (tail):\n{self.stderr_tail()}")
 
-    def audit_size(self) -> int:
-        """The audit file's length in bytes now; lines that start at or past it come later."""
+    def audit_position(self) -> AuditPosition:
+        """Where the audit file is now: which file (a rotation makes a new one), how long, and
+        the wall-clock time; a line that starts past it, of a connection accepted after it,
+        comes later."""
         try:
-            return self.audit_path.stat().st_size
+            stat = self.audit_path.stat()
+            return AuditPosition(stat.st_ino, stat.st_size, time.time())
         except FileNotFoundError:
-            return 0
+            return AuditPosition(0, 0, time.time())
 
-    def note_client_connected(self, client: tuple[str, int], audit_size: int) -> None:
-        """tcp_connect's note: a connection from client began when the audit file was
-        audit_size bytes long, so no line that started before that can be its own."""
-        self._client_opened[client] = audit_size
+    def note_client_connected(self, client: tuple[str, int], opened: AuditPosition) -> None:
+        """tcp_connect's note: a connection from client began at `opened`, so no line written
+        before that, and no connection accepted before it, can be its own."""
+        self._client_opened[client] = opened
 
     def _first_line_of_client(self, client: tuple[str, int], since: int) -> int:
         """The first line index that may belong to client's latest connection: past what
-        `since`, an earlier claim and the moment tcp_connect saw it connect rule out."""
-        since = max(since, self._claimed_audit.get(client, -1) + 1)
-        opened_at = self._client_opened.get(client, 0)
-        if opened_at:
-            before = self.audit_path.read_bytes()[:opened_at]
+        `since`, an earlier claim and the moment tcp_connect saw it connect rule out. A mark
+        or claim in a file that has since been rotated away says nothing about this one."""
+        now = self.audit_position()
+        claimed_file, claimed_line = self._claimed_audit.get(client, (now.file, -1))
+        if claimed_file == now.file:
+            since = max(since, claimed_line + 1)
+        opened = self._client_opened.get(client)
+        if opened is not None and opened.file == now.file and 0 < opened.size <= now.size:
+            before = self.audit_path.read_bytes()[:opened.size]
             started = before.count(b"\n") + (0 if before.endswith(b"\n") else 1)
             since = max(since, started)
         return since
+
+    def _accepted_since_connect(self, client: tuple[str, int]) -> Callable[[dict[str, Any]], bool]:
+        """Whether a line's connection was accepted after tcp_connect began client's latest
+        one: `time` (when it ended) less `duration_ms`, both whole milliseconds, so within
+        AUDIT_CLOCK_SLACK of the accept. A line without them is not ruled out."""
+        opened = self._client_opened.get(client)
+        if opened is None:
+            return lambda r: True
+
+        def accepted_after(r: dict[str, Any]) -> bool:
+            ended, duration = r.get("time"), r.get("duration_ms")
+            if not isinstance(ended, str) or not isinstance(duration, int):
+                return True
+            try:
+                ended_at = datetime.strptime(ended, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=timezone.utc).timestamp()
+            except ValueError:
+                return True
+            return ended_at - duration / 1000 >= opened.wall_time - AUDIT_CLOCK_SLACK
+        return accepted_after
 
     def audit_for_client(self, client_port: int, client_ip: str = "127.0.0.1",
                          timeout: float = AUDIT_TIMEOUT, since: int = 0,
@@ -342,27 +379,30 @@ class Proxy:
         not connect through tcp_connect."""
         client = (client_ip, client_port)
         since = self._first_line_of_client(client, since)
+        accepted_after = self._accepted_since_connect(client)
         index, record = self._wait_audit_line(
             lambda r: r.get("client_port") == client_port and r.get("client_ip") == client_ip
-            and (matching is None or matching(r)),
+            and accepted_after(r) and (matching is None or matching(r)),
             f"client {client_ip}:{client_port}", timeout, since)
-        self._claimed_audit[client] = index
+        self._claimed_audit[client] = (self.audit_position().file, index)
         return record
 
     def audits_for_client(self, client_port: int, count: int, client_ip: str = "127.0.0.1",
-                          timeout: float = AUDIT_TIMEOUT) -> list[dict[str, Any]]:
+                          timeout: float = AUDIT_TIMEOUT, since: int = 0) -> list[dict[str, Any]]:
         """The first count audit lines of the latest connection from client_ip:client_port (a
-        keep-alive connection writes one per request), in the order written; claims them."""
+        keep-alive connection writes one per request), in the order written; claims them.
+        `since` as for audit_for_client."""
         client = (client_ip, client_port)
-        since = self._first_line_of_client(client, 0)
+        since = self._first_line_of_client(client, since)
+        accepted_after = self._accepted_since_connect(client)
         deadline = time.monotonic() + timeout
         while True:
             records = self.audit_records()
             mine = [i for i in range(since, len(records))
                     if records[i].get("client_port") == client_port
-                    and records[i].get("client_ip") == client_ip]
+                    and records[i].get("client_ip") == client_ip and accepted_after(records[i])]
             if len(mine) >= count:
-                self._claimed_audit[client] = mine[count - 1]
+                self._claimed_audit[client] = (self.audit_position().file, mine[count - 1])
                 return [records[i] for i in mine[:count]]
             if time.monotonic() >= deadline:
                 raise AssertionError(
@@ -391,11 +431,11 @@ def tcp_connect(port: int, host: str = "127.0.0.1", source: str | None = None,
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if source is not None or source_port:
             sock.bind((source or "127.0.0.1", source_port))
-        proxy = _RUNNING_PROXIES.get((host, port))
-        audit_size = proxy.audit_size() if proxy is not None else 0
+        proxy = _RUNNING_PROXIES.get(port)
+        opened = proxy.audit_position() if proxy is not None else None
         sock.connect((host, port))
-        if proxy is not None:
-            proxy.note_client_connected(sock.getsockname()[:2], audit_size)
+        if proxy is not None and opened is not None:
+            proxy.note_client_connected(sock.getsockname()[:2], opened)
     except BaseException:
         sock.close()
         raise

@@ -31,6 +31,7 @@ SLOW_NAME = "slow-resolver.blob.core.windows.net"  # allowed by the catalog; its
 CLIENT_PATIENCE = 0.3  # seconds between the CONNECT and the client's close
 PROMPT_AUDIT = 1.0  # seconds within which the line of a client that left must appear
 IDLE_MS = 500
+FIRST_CONNECTION_S = 0.05  # the older connection's life: far past the harness's clock slack
 
 
 def record_until_closed(conn: socket.socket) -> bytes:
@@ -304,15 +305,17 @@ class ReusedClientPortTest(PerTestProxyCase):
     def setUpClass(cls) -> None:
         cls.echo = cls.close_after_class(echo_server())
 
-    def test_a_reused_client_port_is_matched_to_its_new_connection(self):
+    def assert_reused_port_matched_to_new_connection(self, first_line_written: bool) -> None:
         workdir = self.fresh_workdir("egressgate-audit-reuse-")
         proxy = self.start_test_proxy(base_config(workdir, ports=[443, self.echo.port]), workdir)
         with tcp_connect(proxy.port) as first:  # a denial nobody claims, as in a test's setup
             client_port = first.getsockname()[1]
+            time.sleep(FIRST_CONNECTION_S)
             first.sendall(connect_request(f"{STORAGE_NAME}:444"))
             recv_until_eof(first)
             first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        proxy.wait_audit(lambda r: r.get("client_port") == client_port, "the first connection")
+        if first_line_written:
+            proxy.wait_audit(lambda r: r.get("client_port") == client_port, "the first connection")
 
         second = tcp_connect(proxy.port, source_port=client_port)
         with second:
@@ -328,6 +331,14 @@ class ReusedClientPortTest(PerTestProxyCase):
         self.assertEqual(record["decision"], "allow", record)
         self.assertEqual(record["port"], self.echo.port, record)
         self.assertEqual(record["bytes_up"], 4, record)
+
+    def test_a_reused_client_port_is_matched_to_its_new_connection(self):
+        self.assert_reused_port_matched_to_new_connection(first_line_written=True)
+
+    def test_the_old_line_written_after_the_new_connect_is_not_matched(self):
+        # The audit writer flushes every 50 ms: the first connection's line lands while the
+        # second is open, past the file length tcp_connect noted; its accept time rules it out.
+        self.assert_reused_port_matched_to_new_connection(first_line_written=False)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import unittest
 from collections import Counter
 
 from harness import (ESTABLISHED, ProxyTestCase, base_config, echo_server, open_tunnel,
-                     recv_exactly, require_isolated_network, send_raw, connect_request)
+                     recv_exactly, require_isolated_network, send_raw, connect_request, tcp_connect)
 
 TYPE_A, TYPE_AAAA = 1, 28
 RCODE_NXDOMAIN = 3
@@ -161,7 +161,7 @@ class DnsTest(ProxyTestCase):
     def test_bytes_sent_while_the_proxy_resolves_reach_the_upstream_in_order(self) -> None:
         # The client does not wait for the 200 (as some agents do not): what it writes during
         # the dial is kept, in order, ahead of what it writes after.
-        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5) as sock:
+        with tcp_connect(self.proxy.port, timeout=5) as sock:
             sock.sendall(connect_request(f"{self.SLOW}:{self.echo.port}"))
             self.assertTrue(self.dns.asked_slow.wait(5), "the proxy never asked for the slow name")
             for piece in (b"first ", b"second "):

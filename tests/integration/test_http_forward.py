@@ -608,6 +608,7 @@ class HttpForwardTest(HttpProxyTestCase):
         self.assertEqual(request.values("User-Agent")[0][:7], "Python-", request.headers)
 
     def test_http_client_keep_alive_to_two_hosts_audits_each_request(self):
+        mark = self.proxy.audit_mark()  # http.client connects by itself, not through tcp_connect
         conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=SOCKET_TIMEOUT)
         try:
             conn.request("GET", self.url("/keepalive-two/download/1000"))
@@ -631,7 +632,7 @@ class HttpForwardTest(HttpProxyTestCase):
                           [f"{SECOND_NAME}:{self.origin.port}"]])
         self.assertNotEqual(at_origin[0].connection, at_origin[1].connection,
                             "a request for another host went over the first host's connection")
-        first_record, second_record = self.proxy.audits_for_client(client_port, 2)
+        first_record, second_record = self.proxy.audits_for_client(client_port, 2, since=mark)
         self.assert_forwarded_audit(first_record, method="GET", bytes_down=1000)
         self.assert_forwarded_audit(second_record, method="GET", host=SECOND_NAME, bytes_down=2000)
 

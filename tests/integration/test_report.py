@@ -86,17 +86,16 @@ class ReportTest(ProxyTestCase):
             sock.sendall(b"o" * OPEN_TUNNEL_BYTES)
             recv_exactly(sock, OPEN_TUNNEL_BYTES)
             port = sock.getsockname()[1]
-            cls.proxy.wait_audit(
-                lambda r: r.get("client_port") == port and r.get("record") == "progress"
-                and (r["bytes_up"], r["bytes_down"]) == (OPEN_TUNNEL_BYTES, OPEN_TUNNEL_BYTES),
-                "a progress line of the open tunnel", timeout=PROGRESS_WAIT)
+            cls.proxy.audit_for_client(
+                port, client_ip=VM_A, timeout=PROGRESS_WAIT,
+                matching=lambda r: r.get("record") == "progress"
+                and (r["bytes_up"], r["bytes_down"]) == (OPEN_TUNNEL_BYTES, OPEN_TUNNEL_BYTES))
             cls.live = cls.workdir / "live.jsonl"
             shutil.copy(cls.proxy.audit_path, cls.live)
             sock.shutdown(socket.SHUT_WR)
             recv_until_eof(sock)
         cls.echo.take()
-        cls.proxy.wait_audit(lambda r: r.get("client_port") == port and r.get("record") == "final",
-                             "the open tunnel's final line")
+        cls.proxy.audit_for_client(port, client_ip=VM_A, matching=lambda r: r.get("record") == "final")
 
         cls.audit = cls.workdir / "final.jsonl"
         shutil.copy(cls.proxy.audit_path, cls.audit)
