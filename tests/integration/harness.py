@@ -344,15 +344,18 @@ class Proxy:
             since = max(since, started)
         return since
 
-    def _accepted_since_connect(self, client: tuple[str, int]) -> Callable[[dict[str, Any]], bool]:
-        """Whether a line's connection was accepted after tcp_connect began client's latest
-        one: `time` (when it ended) less `duration_ms`, both whole milliseconds, so within
-        AUDIT_CLOCK_SLACK of the accept. A line without them is not ruled out."""
+    def _line_of_client(self, client: tuple[str, int]) -> Callable[[dict[str, Any]], bool]:
+        """Whether a line is client's, of a connection accepted after tcp_connect began client's
+        latest one: `time` (when it ended) less `duration_ms`, both whole milliseconds, so within
+        AUDIT_CLOCK_SLACK of the accept. A line without them is not ruled out by time."""
+        client_ip, client_port = client
         opened = self._client_opened.get(client)
-        if opened is None:
-            return lambda r: True
 
-        def accepted_after(r: dict[str, Any]) -> bool:
+        def line_of_client(r: dict[str, Any]) -> bool:
+            if r.get("client_port") != client_port or r.get("client_ip") != client_ip:
+                return False
+            if opened is None:
+                return True
             ended, duration = r.get("time"), r.get("duration_ms")
             if not isinstance(ended, str) or not isinstance(duration, int):
                 return True
@@ -362,7 +365,7 @@ class Proxy:
             except ValueError:
                 return True
             return ended_at - duration / 1000 >= opened.wall_time - AUDIT_CLOCK_SLACK
-        return accepted_after
+        return line_of_client
 
     def audit_for_client(self, client_port: int, client_ip: str = "127.0.0.1",
                          timeout: float = AUDIT_TIMEOUT, since: int = 0,
@@ -379,10 +382,9 @@ class Proxy:
         not connect through tcp_connect."""
         client = (client_ip, client_port)
         since = self._first_line_of_client(client, since)
-        accepted_after = self._accepted_since_connect(client)
+        line_of_client = self._line_of_client(client)
         index, record = self._wait_audit_line(
-            lambda r: r.get("client_port") == client_port and r.get("client_ip") == client_ip
-            and accepted_after(r) and (matching is None or matching(r)),
+            lambda r: line_of_client(r) and (matching is None or matching(r)),
             f"client {client_ip}:{client_port}", timeout, since)
         self._claimed_audit[client] = (self.audit_position().file, index)
         return record
@@ -394,13 +396,11 @@ class Proxy:
         `since` as for audit_for_client."""
         client = (client_ip, client_port)
         since = self._first_line_of_client(client, since)
-        accepted_after = self._accepted_since_connect(client)
+        line_of_client = self._line_of_client(client)
         deadline = time.monotonic() + timeout
         while True:
             records = self.audit_records()
-            mine = [i for i in range(since, len(records))
-                    if records[i].get("client_port") == client_port
-                    and records[i].get("client_ip") == client_ip and accepted_after(records[i])]
+            mine = [i for i in range(since, len(records)) if line_of_client(records[i])]
             if len(mine) >= count:
                 self._claimed_audit[client] = (self.audit_position().file, mine[count - 1])
                 return [records[i] for i in mine[:count]]
@@ -434,7 +434,7 @@ def tcp_connect(port: int, host: str = "127.0.0.1", source: str | None = None,
         proxy = _RUNNING_PROXIES.get(port)
         opened = proxy.audit_position() if proxy is not None else None
         sock.connect((host, port))
-        if proxy is not None and opened is not None:
+        if proxy is not None:
             proxy.note_client_connected(sock.getsockname()[:2], opened)
     except BaseException:
         sock.close()
