@@ -127,7 +127,7 @@ void TrafficCounters::merge(const TrafficCounters& other) {
     duration_seconds_.merge(other.duration_seconds_);
 }
 
-std::string TrafficCounters::prometheus_text(std::initializer_list<Sample> samples) const {
+std::string TrafficCounters::prometheus_text(const std::vector<Sample>& samples) const {
     std::string out;
     std::string_view previous;
     for (const auto& g : samples) {

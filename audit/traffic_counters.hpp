@@ -8,10 +8,10 @@
 // address, so that a scan of the proxy cannot grow /metrics.
 #include <array>
 #include <cstdint>
-#include <initializer_list>
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "audit/audit_record.hpp"
 
@@ -73,7 +73,7 @@ public:
         std::string_view type = "gauge";  // or "counter"
         std::string_view labels = "";     // e.g. version="0.2.0", without the braces
     };
-    std::string prometheus_text(std::initializer_list<Sample> samples = {}) const;
+    std::string prometheus_text(const std::vector<Sample>& samples = {}) const;
 
     struct VmTotals {
         std::uint64_t connections = 0;  // audit lines: connections and forwarded requests

@@ -18,6 +18,7 @@
 #include "audit/audit_record.hpp"
 #include "proxy/audit_writer.hpp"
 #include "proxy/command_line.hpp"
+#include "proxy/cpu_placement.hpp"
 #include "proxy/dns/dns_resolver.hpp"
 #include "proxy/native_socket.hpp"
 #include "proxy/session.hpp"
@@ -95,6 +96,7 @@ struct Server::Worker {
     bool stopping = false;
     std::atomic<std::int64_t> heartbeat_ms{steady_ms()};  // the sweep's last tick
     std::atomic<bool> exited{false};
+    std::atomic<std::uint64_t> accepted{0};  // connections its listeners accepted, for /metrics
     // The config this worker's new sessions take (Server::worker_config), and the holder's
     // generation it came from.
     std::shared_ptr<const config::Config> config;
@@ -106,7 +108,9 @@ Server::Server(ConfigHolder& config, TlsContextHolder& tls, AuditWriter& audit)
     : config_(config), tls_(tls), audit_(audit), limiter_(limit_settings(*config.current())),
       connection_id_prefix_(unix_ms_now()) {
     const auto cfg = config_.current();
-    const unsigned count = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+    const auto allowed = allowed_cpus();
+    const unsigned count = worker_count(cfg->workers, allowed);
+    worker_cpus_ = worker_cpus(cfg->workers, allowed);
     for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(i, audit_, cfg->dns, limiter_));
     bind_listeners(cfg->listen, false);
     bind_listeners(cfg->tls_listen, true);
@@ -130,7 +134,26 @@ void Server::bind_listeners(const std::vector<config::ListenAddress>& addresses,
             worker->listeners.push_back(Listener{open_listener(worker->io, endpoint), tls});
             endpoint = worker->listeners.back().acceptor.local_endpoint();
         }
+        steer_by_cpu(workers_.front()->listeners.back(), endpoint);
         bound_.push_back(fmt::format("{}{}", to_string(endpoint), tls ? " (TLS)" : ""));
+    }
+}
+
+// Worker i's listener is member i of the group: they joined it in worker order.
+void Server::steer_by_cpu(Listener& group_member, const tcp::endpoint& endpoint) const {
+    if (worker_cpus_.empty()) return;
+    if (const std::error_code ec = proxy::steer_by_cpu(group_member.acceptor.native_handle(), worker_cpus_)) {
+        spdlog::warn("{}: new connections cannot be steered to the worker on their CPU ({}): the kernel's hash "
+                     "picks a worker",
+                     to_string(endpoint), ec.message());
+    }
+}
+
+void Server::place_on_cpu(Worker& worker) const {
+    if (worker_cpus_.empty()) return;
+    const unsigned cpu = worker_cpus_[worker.index];
+    if (const std::error_code ec = pin_to_cpu(worker.thread.native_handle(), cpu)) {
+        spdlog::warn("{}: cannot be kept on CPU {} ({}): the kernel moves it", worker.name(), cpu, ec.message());
     }
 }
 
@@ -153,6 +176,11 @@ void Server::run() {
             w.exited = true;
         });
         pthread_setname_np(worker->thread.native_handle(), worker->name().c_str());
+        place_on_cpu(*worker);
+    }
+    if (!worker_cpus_.empty()) {
+        spdlog::info("workers on CPUs {}, one each; a new connection goes to the worker on the CPU that took it",
+                     fmt::join(worker_cpus_, ","));
     }
     accepting_ = true;
     // Announced once the workers run: a client that reads this can connect and be served.
@@ -177,6 +205,7 @@ awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
         tcp_socket client(worker.io);
         error_code ec = accept_nonblocking(listener.acceptor, client, peer);
         if (!ec) {
+            worker.accepted.fetch_add(1, std::memory_order_relaxed);
             accept_client(worker, std::move(client), peer, listener.tls);
             if (++accepted_in_a_row < kAcceptBatch) continue;
             accepted_in_a_row = 0;
@@ -392,7 +421,7 @@ std::string Server::metrics_text() const {
     }
     static const std::string version_label = fmt::format("version=\"{}\"", kVersion);
     const double started = std::chrono::duration<double>(started_.time_since_epoch()).count();
-    return total.prometheus_text({
+    std::vector<audit::TrafficCounters::Sample> samples{
         {"egressgate_build_info", "The version of this egressgate binary", 1, "gauge", version_label},
         {"egressgate_process_start_time_seconds", "When the process started, unix time", started},
         {"egressgate_open_connections", "Client connections open now", static_cast<double>(open_sessions())},
@@ -411,7 +440,16 @@ std::string Server::metrics_text() const {
          static_cast<double>(accept_failures_.load()), "counter"},
         {"egressgate_workers_stalled", "Workers whose event loop has not ticked for 2 s",
          static_cast<double>(stalled_workers().size())},
-    });
+    };
+    // How evenly the listeners spread new connections over the workers.
+    std::vector<std::string> worker_labels;  // complete before any sample views one of them
+    for (const auto& worker : workers_) worker_labels.push_back(fmt::format("worker=\"{}\"", worker->index));
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        samples.push_back({"egressgate_worker_connections_accepted_total", "Client connections each worker accepted",
+                           static_cast<double>(workers_[i]->accepted.load(std::memory_order_relaxed)), "counter",
+                           worker_labels[i]});
+    }
+    return total.prometheus_text(samples);
 }
 
 void Server::sample_traffic() {

@@ -114,6 +114,8 @@ private:
     void refuse_at_accept(Worker& worker, tcp_socket& client, audit::Record record, std::string_view reason,
                           audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
+    void steer_by_cpu(Listener& group_member, const tcp::endpoint& endpoint) const;
+    void place_on_cpu(Worker& worker) const;
     std::string next_connection_id();
 
     const std::shared_ptr<const config::Config>& worker_config(Worker& worker);
@@ -123,6 +125,7 @@ private:
     AuditWriter& audit_;
     ConnectionLimiter limiter_;
     ClientSeries series_;
+    std::vector<unsigned> worker_cpus_;  // worker i runs on worker_cpus_[i]; empty: the kernel places them
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::string> bound_;  // "127.0.0.1:3128", "[::]:3129 (TLS)": logged by run()
     const std::string connection_id_prefix_;  // the process's start, unix ms: ids stay unique across restarts
