@@ -171,26 +171,32 @@ if stale "$LOADGEN" "$REPO/bench/egb_load.cpp"; then
     mv "$LOADGEN.tmp" "$LOADGEN"
 fi
 
+any_stale() {   # any_stale BINARY SOURCE...: stale against any of the sources (paths in the repo)
+    local binary=$1 source
+    shift
+    for source in "$@"; do
+        stale "$binary" "$REPO/$source" && return 0
+    done
+    return 1
+}
+# Both relays place their threads as egressgate places its workers (bench/relay_placement.hpp).
+PLACEMENT_SOURCES=(bench/relay_placement.hpp proxy/cpu_placement.hpp proxy/cpu_placement.cpp)
+
 RELAY="$REPO/build-bench/egb-relay"
-if stale "$RELAY" "$REPO/bench/egb_relay.cpp"; then
+if any_stale "$RELAY" bench/egb_relay.cpp "${PLACEMENT_SOURCES[@]}"; then
     log "building the bare relay"
-    g++ -std=c++20 -O2 -Wall -Wextra -pthread -o "$RELAY.tmp" "$REPO/bench/egb_relay.cpp"
+    g++ -std=c++20 -O2 -Wall -Wextra -pthread -I"$REPO" -o "$RELAY.tmp" "$REPO/bench/egb_relay.cpp" \
+        "$REPO/proxy/cpu_placement.cpp"
     mv "$RELAY.tmp" "$RELAY"
 fi
 
 ASIO_RELAY="$REPO/build-bench/egb-asio-relay"
-asio_relay_stale() {   # its own source, or the egressgate sources it builds with, changed
-    local source
-    for source in bench/egb_asio_relay.cpp proxy/native_socket.cpp proxy/native_socket.hpp proxy/asio.hpp; do
-        stale "$ASIO_RELAY" "$REPO/$source" && return 0
-    done
-    return 1
-}
-if asio_relay_stale; then
+if any_stale "$ASIO_RELAY" bench/egb_asio_relay.cpp proxy/native_socket.cpp proxy/native_socket.hpp proxy/asio.hpp \
+    "${PLACEMENT_SOURCES[@]}"; then
     log "building the Asio relay"
     # egressgate's Release flags and Asio configuration, and its socket hand-over to Asio.
     g++ -std=c++20 -O3 -DNDEBUG -DBOOST_ASIO_NO_DEPRECATED -Wall -Wextra -pthread -I"$REPO" -o "$ASIO_RELAY.tmp" \
-        "$REPO/bench/egb_asio_relay.cpp" "$REPO/proxy/native_socket.cpp"
+        "$REPO/bench/egb_asio_relay.cpp" "$REPO/proxy/native_socket.cpp" "$REPO/proxy/cpu_placement.cpp"
     mv "$ASIO_RELAY.tmp" "$ASIO_RELAY"
 fi
 
