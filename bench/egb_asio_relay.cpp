@@ -222,14 +222,13 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
 
     const std::vector<int> listeners = egb::relay_listeners(threads, "egb-asio-relay");
-    const std::vector<unsigned> cpus = egb::place_relay(listeners, "egb-asio-relay");
+    egb::steer_relay(listeners, "egb-asio-relay");
 
     const auto until = std::chrono::steady_clock::now() +
                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(max_seconds));
     std::vector<std::thread> workers;
     for (int listener : listeners) {
         workers.emplace_back([listener, until] { Worker(listener, until).run(); });
-        egb::pin_relay_thread(workers.back(), cpus, workers.size() - 1);
     }
     for (auto& worker : workers) worker.join();
     return 0;

@@ -226,12 +226,11 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, [](int) { g_stop = true; });
 
     const std::vector<int> listeners = egb::relay_listeners(threads, "egb-relay");
-    const std::vector<unsigned> cpus = egb::place_relay(listeners, "egb-relay");
+    egb::steer_relay(listeners, "egb-relay");
 
     std::vector<std::thread> workers;
     for (int listener : listeners) {
         workers.emplace_back([listener, max_seconds] { Worker(listener).run(max_seconds); });
-        egb::pin_relay_thread(workers.back(), cpus, workers.size() - 1);
     }
     for (auto& worker : workers) worker.join();
     return 0;

@@ -179,7 +179,7 @@ any_stale() {   # any_stale BINARY SOURCE...: stale against any of the sources (
     done
     return 1
 }
-# Both relays place their threads as egressgate places its workers (bench/relay_placement.hpp).
+# Both relays steer new connections by CPU as egressgate does (bench/relay_placement.hpp).
 PLACEMENT_SOURCES=(bench/relay_placement.hpp proxy/cpu_placement.hpp proxy/cpu_placement.cpp)
 
 RELAY="$REPO/build-bench/egb-relay"

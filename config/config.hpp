@@ -53,7 +53,7 @@ struct Config {
     std::string source;                 // the file it was read from
     std::unordered_map<std::string, KeyPosition> positions;  // "audit.path", "proxy.tls_cert", ...
     std::vector<ListenAddress> listen;  // [proxy] listen, at least one
-    unsigned workers = 0;               // [proxy] workers; 0 = one per allowed CPU, placed (proxy/cpu_placement.hpp)
+    unsigned workers = 0;               // [proxy] workers; 0 = one per allowed CPU, steered (proxy/cpu_placement.hpp)
     // [proxy] max_connections: client connections open at once; 0 = derived from the descriptor
     // limit at start, leaving room for every connection's upstream leg and splice pipes.
     std::uint32_t max_connections = 0;

@@ -31,11 +31,11 @@ std::vector<unsigned> allowed_cpus() {
 
 unsigned worker_count(unsigned configured, const std::vector<unsigned>& allowed) {
     if (configured != 0) return configured;
-    return std::max<unsigned>(1, static_cast<unsigned>(std::min(allowed.size(), kMaxPlacedWorkers)));
+    return std::max<unsigned>(1, static_cast<unsigned>(std::min(allowed.size(), kMaxSteeredWorkers)));
 }
 
 std::vector<unsigned> worker_cpus(unsigned configured, const std::vector<unsigned>& allowed) {
-    if (configured != 0 || allowed.size() < 2 || allowed.size() > kMaxPlacedWorkers) return {};
+    if (configured != 0 || allowed.size() < 2 || allowed.size() > kMaxSteeredWorkers) return {};
     return allowed;
 }
 
@@ -53,22 +53,12 @@ std::vector<sock_filter> steering_program(const std::vector<unsigned>& cpus) {
 }
 
 std::error_code steer_by_cpu(int listener, const std::vector<unsigned>& cpus) {
-    if (cpus.empty() || cpus.size() > kMaxPlacedWorkers) return system_error(EINVAL);
+    if (cpus.empty() || cpus.size() > kMaxSteeredWorkers) return system_error(EINVAL);
     std::vector<sock_filter> program = steering_program(cpus);
     const sock_fprog attached{static_cast<unsigned short>(program.size()), program.data()};
     if (::setsockopt(listener, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &attached, sizeof attached) != 0) {
         return system_error(errno);
     }
-    return {};
-}
-
-std::error_code pin_to_cpu(pthread_t thread, unsigned cpu) {
-    if (cpu >= CPU_SETSIZE) return system_error(EINVAL);
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    // pthread_setaffinity_np returns the error rather than setting errno.
-    if (const int error = ::pthread_setaffinity_np(thread, sizeof set, &set); error != 0) return system_error(error);
     return {};
 }
 

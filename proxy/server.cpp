@@ -149,14 +149,6 @@ void Server::steer_by_cpu(Listener& group_member, const tcp::endpoint& endpoint)
     }
 }
 
-void Server::place_on_cpu(Worker& worker) const {
-    if (worker_cpus_.empty()) return;
-    const unsigned cpu = worker_cpus_[worker.index];
-    if (const std::error_code ec = pin_to_cpu(worker.thread.native_handle(), cpu)) {
-        spdlog::warn("{}: cannot be kept on CPU {} ({}): the kernel moves it", worker.name(), cpu, ec.message());
-    }
-}
-
 void Server::run() {
     for (auto& worker : workers_) {
         for (auto& listener : worker->listeners) {
@@ -176,10 +168,9 @@ void Server::run() {
             w.exited = true;
         });
         pthread_setname_np(worker->thread.native_handle(), worker->name().c_str());
-        place_on_cpu(*worker);
     }
     if (!worker_cpus_.empty()) {
-        spdlog::info("workers on CPUs {}, one each; a new connection goes to the worker on the CPU that took it",
+        spdlog::info("a worker per CPU ({}): a new connection goes to the worker of the CPU that took it",
                      fmt::join(worker_cpus_, ","));
     }
     accepting_ = true;

@@ -115,7 +115,6 @@ private:
                           audit::CloseReason close_reason);
     void bind_listeners(const std::vector<config::ListenAddress>& addresses, bool tls);
     void steer_by_cpu(Listener& group_member, const tcp::endpoint& endpoint) const;
-    void place_on_cpu(Worker& worker) const;
     std::string next_connection_id();
 
     const std::shared_ptr<const config::Config>& worker_config(Worker& worker);
@@ -125,7 +124,7 @@ private:
     AuditWriter& audit_;
     ConnectionLimiter limiter_;
     ClientSeries series_;
-    std::vector<unsigned> worker_cpus_;  // worker i runs on worker_cpus_[i]; empty: the kernel places them
+    std::vector<unsigned> worker_cpus_;  // worker i takes worker_cpus_[i]'s connections; empty: the hash picks
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::string> bound_;  // "127.0.0.1:3128", "[::]:3129 (TLS)": logged by run()
     const std::string connection_id_prefix_;  // the process's start, unix ms: ids stay unique across restarts

@@ -1,14 +1,15 @@
-// Worker placement: how many workers and on which CPUs, the steering program, and on real
-// loopback sockets, that a connection made on a CPU lands on the listener of that CPU's worker.
+// Connections steered by CPU: how many workers and whose CPU's connections each takes, the
+// steering program, and on real loopback sockets, that a connection made on a CPU lands on the
+// listener of that CPU's worker.
 #include <catch.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <thread>
 #include <vector>
@@ -47,7 +48,10 @@ std::uint16_t port_of(int fd) {
 int connect_from_cpu(unsigned cpu, std::uint16_t port) {
     int connected = -1;
     std::thread dialer([&] {
-        if (pin_to_cpu(pthread_self(), cpu)) return;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (::pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) return;
         const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in address{};
         address.sin_family = AF_INET;
@@ -70,18 +74,18 @@ bool accepts_one(int listener) {
 
 }  // namespace
 
-TEST_CASE("workers = 0 runs one worker per allowed CPU, each placed on its own", "[cpu_placement]") {
+TEST_CASE("workers = 0 runs one worker per allowed CPU, each taking its CPU's connections", "[cpu_placement]") {
     const std::vector<unsigned> two{3, 7};
     CHECK(worker_count(0, two) == 2);
     CHECK(worker_cpus(0, two) == two);
-    // One CPU, or none known: one worker, which the kernel places.
+    // One CPU, or none known: one worker, nothing to steer.
     CHECK(worker_count(0, {5}) == 1);
     CHECK(worker_cpus(0, {5}).empty());
     CHECK(worker_count(0, {}) == 1);
     CHECK(worker_cpus(0, {}).empty());
 }
 
-TEST_CASE("an explicit worker count leaves placement to the kernel", "[cpu_placement]") {
+TEST_CASE("an explicit worker count leaves the choice of worker to the hash", "[cpu_placement]") {
     const std::vector<unsigned> two{0, 1};
     CHECK(worker_count(2, two) == 2);
     CHECK(worker_cpus(2, two).empty());
@@ -89,10 +93,10 @@ TEST_CASE("an explicit worker count leaves placement to the kernel", "[cpu_place
     CHECK(worker_cpus(4, two).empty());
 }
 
-TEST_CASE("more CPUs than the steering program can name are not placed", "[cpu_placement]") {
-    std::vector<unsigned> many(kMaxPlacedWorkers + 1);
+TEST_CASE("more CPUs than the steering program can name are not steered", "[cpu_placement]") {
+    std::vector<unsigned> many(kMaxSteeredWorkers + 1);
     for (unsigned i = 0; i < many.size(); ++i) many[i] = i;
-    CHECK(worker_count(0, many) == kMaxPlacedWorkers);
+    CHECK(worker_count(0, many) == kMaxSteeredWorkers);
     CHECK(worker_cpus(0, many).empty());
     CHECK(steer_by_cpu(-1, many) == std::errc::invalid_argument);
     CHECK(steer_by_cpu(-1, {}) == std::errc::invalid_argument);
@@ -144,13 +148,4 @@ TEST_CASE("a connection goes to the listener of the worker on the CPU that took 
     }
     ::close(first);
     ::close(second);
-}
-
-TEST_CASE("pinning a thread to a CPU it may not use fails with the kernel's reason", "[cpu_placement]") {
-    CHECK(pin_to_cpu(pthread_self(), CPU_SETSIZE) == std::errc::invalid_argument);
-    unsigned outside = 0;
-    const auto cpus = allowed_cpus();
-    while (std::find(cpus.begin(), cpus.end(), outside) != cpus.end()) ++outside;
-    std::thread probe([&] { CHECK(pin_to_cpu(pthread_self(), outside) == std::errc::invalid_argument); });
-    probe.join();
 }
