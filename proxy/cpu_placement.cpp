@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
+#include <thread>
 
 namespace egressgate::proxy {
 
@@ -21,8 +22,11 @@ std::error_code system_error(int error) { return std::error_code(error, std::sys
 std::vector<unsigned> allowed_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
     std::vector<unsigned> cpus;
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) {
+        for (unsigned cpu = 0; cpu < std::thread::hardware_concurrency(); ++cpu) cpus.push_back(cpu);
+        return cpus;
+    }
     for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
         if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
     }

@@ -19,11 +19,12 @@ namespace egressgate::proxy {
 // the kernel runs programs of at most BPF_MAXINSNS (4096) instructions.
 inline constexpr std::size_t kMaxSteeredWorkers = 1024;
 
-// The CPUs this process may run on, in increasing order (sched_getaffinity); empty when the
-// kernel does not say.
+// The CPUs this process may run on, in increasing order (sched_getaffinity); when the kernel
+// does not say (a mask wider than CPU_SETSIZE), every online CPU.
 std::vector<unsigned> allowed_cpus();
 
-// How many workers: `configured`, or with 0 one per allowed CPU (one if none is known).
+// How many workers: `configured`, or with 0 one per allowed CPU (at least one, at most
+// kMaxSteeredWorkers).
 unsigned worker_count(unsigned configured, const std::vector<unsigned>& allowed);
 
 // The CPU whose connections each worker takes, worker i's on entry i: the allowed CPUs for
@@ -36,7 +37,8 @@ std::vector<unsigned> worker_cpus(unsigned configured, const std::vector<unsigne
 std::vector<sock_filter> steering_program(const std::vector<unsigned>& cpus);
 
 // Has the reuseport group that `listener` belongs to (any member will do) run
-// steering_program(cpus); listener i of the group must belong to the worker on cpus[i].
+// steering_program(cpus); listener i of the group must belong to the worker that is to take
+// cpus[i]'s connections.
 std::error_code steer_by_cpu(int listener, const std::vector<unsigned>& cpus);
 
 }  // namespace egressgate::proxy

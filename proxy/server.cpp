@@ -143,7 +143,7 @@ void Server::bind_listeners(const std::vector<config::ListenAddress>& addresses,
 void Server::steer_by_cpu(Listener& group_member, const tcp::endpoint& endpoint) const {
     if (worker_cpus_.empty()) return;
     if (const std::error_code ec = proxy::steer_by_cpu(group_member.acceptor.native_handle(), worker_cpus_)) {
-        spdlog::warn("{}: new connections cannot be steered to the worker on their CPU ({}): the kernel's hash "
+        spdlog::warn("{}: new connections cannot be steered to the worker of their CPU ({}): the kernel's hash "
                      "picks a worker",
                      to_string(endpoint), ec.message());
     }
