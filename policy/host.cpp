@@ -1,6 +1,8 @@
 #include "policy/host.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include "policy/authority.hpp"
 
@@ -10,19 +12,22 @@ namespace {
 constexpr std::string_view kWildcardPrefix = "*.";
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_lower_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z'); }
 bool is_hex_digit(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
 
 char to_lower_ascii(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-bool is_valid_label(std::string_view label) {
-    if (label.empty() || label.size() > kMaxLabelLength) return false;
-    if (label.front() == '-' || label.back() == '-') return false;
-    return std::all_of(label.begin(), label.end(),
-                       [](char c) { return is_lower_alnum(c) || c == '-'; });
-}
+// Bytes a normalized label cannot hold (anything but a-z, 0-9 and '-'), as a table: the check
+// runs on every request's host.
+constexpr std::array<bool, 256> kNotLabelByte = [] {
+    std::array<bool, 256> table{};
+    table.fill(true);
+    for (int c = '0'; c <= '9'; ++c) table[c] = false;
+    for (int c = 'a'; c <= 'z'; ++c) table[c] = false;
+    table['-'] = false;
+    return table;
+}();
 
 // "127.1", "010.0.0.1", "0x7f000001": the resolver's inet_aton reads these as IPv4 addresses.
 // No top-level domain is numeric, so a name whose last label looks like a number is refused
@@ -36,12 +41,21 @@ bool last_label_is_numeric(std::string_view name) {
     return hex;
 }
 
+// Every label 1..kMaxLabelLength bytes of lower-case letters, digits and '-', with no '-' at
+// either end. Label by label; within one, no branch per byte.
 bool all_labels_valid(std::string_view name) {
-    while (true) {
-        const auto dot = name.find('.');
-        if (!is_valid_label(name.substr(0, dot))) return false;
-        if (dot == std::string_view::npos) return true;
-        name.remove_prefix(dot + 1);
+    const char* label = name.data();
+    const char* const end = label + name.size();
+    for (;;) {
+        const auto* dot = static_cast<const char*>(std::memchr(label, '.', static_cast<std::size_t>(end - label)));
+        const char* const label_end = dot != nullptr ? dot : end;
+        const auto length = static_cast<std::size_t>(label_end - label);
+        if (length == 0 || length > kMaxLabelLength || *label == '-' || label_end[-1] == '-') return false;
+        bool invalid = false;
+        for (const char* p = label; p != label_end; ++p) invalid |= kNotLabelByte[static_cast<unsigned char>(*p)];
+        if (invalid) return false;
+        if (dot == nullptr) return true;
+        label = dot + 1;
     }
 }
 
@@ -54,6 +68,7 @@ bool is_normalized_host(std::string_view host) {
 }
 
 std::optional<std::string> normalize_host(std::string_view host) {
+    if (is_normalized_host(host)) return std::string(host);  // the common case: one pass, no rewrite
     std::string name(host);
     std::transform(name.begin(), name.end(), name.begin(), to_lower_ascii);
     if (!name.empty() && name.back() == '.') name.pop_back();  // the root label, once
@@ -110,7 +125,11 @@ void HostPatternSet::add(const HostPattern& pattern, std::string origin) {
 
 std::optional<HostPatternSet::Match> HostPatternSet::find(std::string_view normalized_host) const {
     const auto match = [](const Entry& entry) { return Match{entry.pattern, entry.origin, entry.label}; };
-    if (const auto it = exact_.find(normalized_host); it != exact_.end()) return match(it->second);
+    // An empty map still hashes the key: a set without exact names or suffixes skips that part.
+    if (!exact_.empty()) {
+        if (const auto it = exact_.find(normalized_host); it != exact_.end()) return match(it->second);
+    }
+    if (suffixes_.empty()) return std::nullopt;
     // Each proper suffix after a label boundary, longest (most specific) first; never the whole
     // name, because "*.x" does not match "x".
     for (auto dot = normalized_host.find('.'); dot != std::string_view::npos;
