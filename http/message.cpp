@@ -16,20 +16,23 @@ struct MessageParser::Impl {
     MessageKind kind;
     MessageHead* head = nullptr;
     std::string* body = nullptr;
-    bool in_head = true;            // false after the head: header callbacks then are trailers, dropped
-    bool head_completed = false;    // set by on_headers_complete, taken by feed()
-    bool message_completed = false; // set by on_message_complete, taken by feed()
-    bool in_value = false;
-    bool too_many_headers = false;
     std::size_t max_headers = kMaxReceivedHeaderCount;
-    // Obsolete line folding shows up as a second value chunk that does not continue the first:
-    // llhttp skipped the CRLF and the indentation between them.
-    const char* feed_begin = nullptr;
-    const char* feed_end = nullptr;
-    const char* value_end = nullptr;
-    bool value_crossed_feed = false;
-    // What our own checks refused, when llhttp let it through.
-    std::optional<Failure> violation;
+    // Where the callbacks are in the stream; a new stream starts from these values.
+    struct Stream {
+        bool in_head = true;            // false after the head: header callbacks then are trailers, dropped
+        bool head_completed = false;    // set by on_headers_complete, taken by feed()
+        bool message_completed = false; // set by on_message_complete, taken by feed()
+        bool in_value = false;
+        bool too_many_headers = false;
+        // Obsolete line folding shows up as a second value chunk that does not continue the first:
+        // llhttp skipped the CRLF and the indentation between them.
+        const char* feed_begin = nullptr;
+        const char* feed_end = nullptr;
+        const char* value_end = nullptr;
+        bool value_crossed_feed = false;
+        // What our own checks refused, when llhttp let it through.
+        std::optional<Failure> violation;
+    } stream;
 };
 
 namespace {
@@ -51,15 +54,39 @@ bool is_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
 bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
 
 int refuse(Impl& impl, Failure violation) {
-    impl.violation = violation;
+    impl.stream.violation = violation;
     return -1;
+}
+
+// A string's buffer is kept for the next head unless it grew past kMaxKeptHeadBufferBytes.
+void empty_keeping_small_buffer(std::string& text) {
+    if (text.capacity() > kMaxKeptHeadBufferBytes) std::string().swap(text);
+    text.clear();
+}
+
+// The head as a new one is, keeping its small buffers: a connection's next message (or, in a
+// pool, the next connection's) allocates nothing for a head no larger than the last.
+void renew(MessageHead& head) {
+    empty_keeping_small_buffer(head.method);
+    empty_keeping_small_buffer(head.target);
+    empty_keeping_small_buffer(head.reason_phrase);
+    if (head.headers.capacity() > kMaxKeptHeaderSlots) decltype(head.headers)().swap(head.headers);
+    head.headers.clear();
+    const MessageHead fresh;
+    head.status = fresh.status;
+    head.version_major = fresh.version_major;
+    head.version_minor = fresh.version_minor;
+    head.framing = fresh.framing;
+    head.content_length = fresh.content_length;
+    head.keep_alive = fresh.keep_alive;
+    head.upgrade = fresh.upgrade;
 }
 
 int on_message_begin(llhttp_t* p) {
     auto& impl = impl_of(p);
-    *impl.head = MessageHead{};
-    impl.in_head = true;
-    impl.in_value = false;
+    renew(*impl.head);
+    impl.stream.in_head = true;
+    impl.stream.in_value = false;
     return 0;
 }
 
@@ -79,15 +106,15 @@ int on_status(llhttp_t* p, const char* at, std::size_t len) {
 
 int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     auto& impl = impl_of(p);
-    if (!impl.in_head) return 0;
+    if (!impl.stream.in_head) return 0;
     auto& headers = impl.head->headers;
-    if (impl.in_value || headers.empty()) {
+    if (impl.stream.in_value || headers.empty()) {
         if (headers.size() == impl.max_headers) {
-            impl.too_many_headers = true;
+            impl.stream.too_many_headers = true;
             return -1;
         }
         headers.emplace_back();
-        impl.in_value = false;
+        impl.stream.in_value = false;
     }
     headers.back().first.append(at, len);
     return 0;
@@ -96,7 +123,7 @@ int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
 // llhttp reports ": x" as a field of no bytes; an empty name is no token.
 int on_header_field_complete(llhttp_t* p) {
     auto& impl = impl_of(p);
-    if (!impl.in_head) return 0;
+    if (!impl.stream.in_head) return 0;
     const std::string& name = impl.head->headers.back().first;
     if (name.empty()) return refuse(impl, Failure::invalid_header_name);
     for (unsigned char c : name) {
@@ -109,17 +136,17 @@ int on_header_field_complete(llhttp_t* p) {
 // proxy must refuse it (RFC 9112 section 5.2). A value split across reads is contiguous.
 int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
     auto& impl = impl_of(p);
-    if (!impl.in_head) return 0;
-    if (impl.in_value) {
-        const bool contiguous = at == impl.value_end || (impl.value_crossed_feed && at == impl.feed_begin);
+    if (!impl.stream.in_head) return 0;
+    if (impl.stream.in_value) {
+        const bool contiguous = at == impl.stream.value_end || (impl.stream.value_crossed_feed && at == impl.stream.feed_begin);
         if (!contiguous) return refuse(impl, Failure::obsolete_line_folding);
     }
     for (std::size_t i = 0; i < len; ++i) {
         if (!is_value_char(static_cast<unsigned char>(at[i]))) return refuse(impl, Failure::invalid_header_value);
     }
-    impl.in_value = true;
-    impl.value_end = at + len;
-    impl.value_crossed_feed = false;
+    impl.stream.in_value = true;
+    impl.stream.value_end = at + len;
+    impl.stream.value_crossed_feed = false;
     impl.head->headers.back().second.append(at, len);
     return 0;
 }
@@ -160,8 +187,8 @@ int on_headers_complete(llhttp_t* p) {
     head.content_length = head.framing == BodyFraming::content_length ? p->content_length : 0;
     head.keep_alive = llhttp_should_keep_alive(p) != 0;
     head.upgrade = p->upgrade != 0;
-    impl.in_head = false;
-    impl.head_completed = true;
+    impl.stream.in_head = false;
+    impl.stream.head_completed = true;
     return HPE_PAUSED;
 }
 
@@ -171,7 +198,7 @@ int on_body(llhttp_t* p, const char* at, std::size_t len) {
 }
 
 int on_message_complete(llhttp_t* p) {
-    impl_of(p).message_completed = true;
+    impl_of(p).stream.message_completed = true;
     return HPE_PAUSED;
 }
 
@@ -263,11 +290,23 @@ MessageParser::MessageParser(MessageKind kind, std::size_t max_headers) : impl_(
     s.on_headers_complete = on_headers_complete;
     s.on_body = on_body;
     s.on_message_complete = on_message_complete;
-    llhttp_init(&impl_->parser, kind == MessageKind::request ? HTTP_REQUEST : HTTP_RESPONSE, &s);
+    llhttp_init(&impl_->parser, kind_ == MessageKind::request ? HTTP_REQUEST : HTTP_RESPONSE, &s);
     impl_->parser.data = impl_.get();
-    impl_->kind = kind;
+    impl_->kind = kind_;
     impl_->head = &head_;
     impl_->body = &body_;
+}
+
+void MessageParser::reset() {
+    llhttp_reset(&impl_->parser);  // keeps the settings and the callbacks' data
+    impl_->stream = Impl::Stream{};
+    renew(head_);
+    empty_keeping_small_buffer(body_);
+    stage_ = Stage::awaiting_head;
+    head_bytes_ = 0;
+    consumed_ = 0;
+    failure_ = Failure::malformed_request;
+    error_detail_.clear();
 }
 
 MessageParser::~MessageParser() = default;
@@ -309,14 +348,14 @@ MessageParser::Status MessageParser::feed(std::string_view bytes) {
     case Stage::awaiting_head:
     case Stage::in_body: break;
     }
-    impl_->value_crossed_feed = impl_->in_value && impl_->value_end == impl_->feed_end;
-    impl_->feed_begin = bytes.data();
-    impl_->feed_end = bytes.data() + bytes.size();
+    impl_->stream.value_crossed_feed = impl_->stream.in_value && impl_->stream.value_end == impl_->stream.feed_end;
+    impl_->stream.feed_begin = bytes.data();
+    impl_->stream.feed_end = bytes.data() + bytes.size();
     const llhttp_errno_t rc = llhttp_execute(&impl_->parser, bytes.data(), bytes.size());
     const char* stop = rc == HPE_OK ? bytes.data() + bytes.size() : llhttp_get_error_pos(&impl_->parser);
     consumed_ = static_cast<std::size_t>(stop - bytes.data());
-    const bool head_ended = std::exchange(impl_->head_completed, false);
-    const bool message_ended = std::exchange(impl_->message_completed, false);
+    const bool head_ended = std::exchange(impl_->stream.head_completed, false);
+    const bool message_ended = std::exchange(impl_->stream.message_completed, false);
     if (stage_ == Stage::awaiting_head) {
         head_bytes_ += consumed_;
         if (head_bytes_ > kMaxRequestHeadBytes) return fail(Failure::request_head_too_large, "head too large");
@@ -329,8 +368,8 @@ MessageParser::Status MessageParser::feed(std::string_view bytes) {
     case HPE_PAUSED_UPGRADE: return fail(Failure::malformed_request, "the parser passed an upgrade");
     default: break;
     }
-    if (impl_->too_many_headers) return fail(Failure::request_head_too_large, "too many header fields");
-    if (impl_->violation) return fail(*impl_->violation, std::string(reason_of(*impl_->violation)));
+    if (impl_->stream.too_many_headers) return fail(Failure::request_head_too_large, "too many header fields");
+    if (impl_->stream.violation) return fail(*impl_->stream.violation, std::string(reason_of(*impl_->stream.violation)));
     const std::string detail = llhttp_get_error_reason(&impl_->parser);
     return fail(failure_of(rc, detail), detail);
 }
@@ -344,7 +383,7 @@ MessageParser::Status MessageParser::finish() {
     case Stage::in_body: break;
     }
     const llhttp_errno_t rc = llhttp_finish(&impl_->parser);
-    const bool message_ended = std::exchange(impl_->message_completed, false);
+    const bool message_ended = std::exchange(impl_->stream.message_completed, false);
     if (rc == HPE_PAUSED) return on_pause(false, message_ended);
     if (rc == HPE_OK) return Status::need_more;  // nothing was pending: the caller knows whether that is a clean end
     return fail(kind_ == MessageKind::response ? Failure::upstream_failed : Failure::malformed_request,

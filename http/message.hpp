@@ -50,6 +50,11 @@ struct MessageHead {
     std::size_t header_count(std::string_view name) const;
 };
 
+// A head's buffers that a parser keeps from one stream to the next, each at most this big; a
+// larger one (a long target or header value) is let go, so a pooled parser stays small.
+inline constexpr std::size_t kMaxKeptHeadBufferBytes = 256;
+inline constexpr std::size_t kMaxKeptHeaderSlots = 16;
+
 // Feed bytes as they arrive. The parser stops at the end of each head (so the caller can decide
 // before anything is forwarded) and at the end of each message; consumed() says how much of the
 // last feed it used, and the caller feeds the rest again after handling the event. Body bytes,
@@ -68,6 +73,10 @@ public:
     ~MessageParser();
     MessageParser(const MessageParser&) = delete;
     MessageParser& operator=(const MessageParser&) = delete;
+
+    // Ready for a new stream's first message, as if newly made, with the head's small buffers
+    // kept (a pool's parser then allocates nothing for a head like the last one).
+    void reset();
 
     Status feed(std::string_view bytes);
     // The peer closed its side: ends a body delimited by close, or reports a cut-off message.

@@ -182,3 +182,59 @@ TEST_CASE("a policy denial is a 403 with the decision's reason and rule", "[http
     CHECK(refusal.reason() == "host_not_allowed");
     CHECK(egressgate::http::render(refusal).find("(egress.hosts)") != std::string::npos);
 }
+
+// The worker pools request parsers: one reset after any stream must read the next stream as a
+// new parser would, whatever the last one left behind (an error, a half head, an upgrade, a body).
+TEST_CASE("a reset parser reads a new stream as a new parser does", "[http]") {
+    const std::string next = "CONNECT next.blob.core.windows.net:443 HTTP/1.0\r\n\r\n";
+    const std::string long_value(3 * egressgate::http::kMaxKeptHeadBufferBytes, 'v');
+    std::string many_headers = "GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n";
+    for (int i = 0; i < 40; ++i) many_headers += "X-" + std::to_string(i) + ": " + long_value + "\r\n";
+    many_headers += "Content-Length: 3\r\n\r\nabc";
+    const struct {
+        const char* name;
+        std::string before;
+    } cases[] = {
+        {"after a refused head", "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"},
+        {"in the middle of a head", "CONNECT half.example:443 HTTP/1.1\r\nHost: half"},
+        {"after a CONNECT head (upgraded)", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"},
+        {"after large headers and a body", many_headers},
+    };
+    for (const auto& c : cases) {
+        SECTION(c.name) {
+            MessageParser parser;
+            auto status = parser.feed(c.before);
+            if (status == Status::head_complete && !parser.head().upgrade) {
+                status = parser.feed(std::string_view(c.before).substr(parser.consumed()));
+                CHECK(parser.body() == "abc");
+            }
+            parser.reset();
+            CHECK(parser.head().method.empty());
+            CHECK(parser.head().target.empty());
+            CHECK(parser.head().headers.empty());
+            CHECK(parser.head().target.capacity() <= egressgate::http::kMaxKeptHeadBufferBytes);
+            CHECK(parser.body().capacity() <= egressgate::http::kMaxKeptHeadBufferBytes);
+            REQUIRE(parser.feed(next) == Status::head_complete);
+            CHECK(parser.consumed() == next.size());
+            const auto& head = parser.head();
+            CHECK(head.method == "CONNECT");
+            CHECK(head.target == "next.blob.core.windows.net:443");
+            CHECK(head.version_minor == 0);
+            CHECK(head.headers.empty());
+            CHECK(head.framing == egressgate::http::BodyFraming::none);
+            CHECK_FALSE(head.keep_alive);
+            CHECK(head.upgrade);
+            CHECK(parser.body().empty());
+            CHECK(parser.error_detail().empty());
+        }
+    }
+}
+
+TEST_CASE("a reset parser refuses for the new stream's reason, not the last one's", "[http]") {
+    MessageParser parser;
+    REQUIRE(parser.feed("CONNECT a.example:443 HTTP/1.1\r\nHost: a\r\n x\r\n\r\n") == Status::error);
+    REQUIRE(parser.failure() == Failure::obsolete_line_folding);
+    parser.reset();
+    REQUIRE(parser.feed("G@T / HTTP/1.1\r\n\r\n") == Status::error);  // llhttp's own refusal
+    CHECK(parser.failure() == Failure::malformed_request);
+}
