@@ -81,7 +81,7 @@ enum class StopRequest { none, close_listeners, shut_down };
 
 struct Server::Worker {
     Worker(unsigned i, AuditWriter& audit, const config::DnsSettings& dns, ConnectionLimiter& limits)
-        : index(i), io(kWorkerConcurrencyHint), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
+        : index(i), io(kWorkerConcurrencyHint), resolver(io, dns), context{i, audit, resolver, pipes, limits, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}, sweep(io) {}
     std::string name() const { return fmt::format("eg-worker-{}", index); }
 
     unsigned index;

@@ -27,7 +27,7 @@ audit::Record accepted_record(const config::Config& config, const tcp::endpoint&
 }
 
 ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& worker,
-                             audit::Record record, policy::IpAddress client_ip,
+                             audit::Record&& record, policy::IpAddress client_ip,
                              std::optional<http::Failure> admission)
     : client_(std::move(client)),
       upstream_(client_.socket().get_executor()),
@@ -36,9 +36,13 @@ ClientSession::ClientSession(ClientStream client, std::shared_ptr<const config::
       record_(std::move(record)),
       client_ip_(client_ip),
       admission_(admission),
-      dialer_(worker.resolver, worker.source_turn) {}
+      dialer_(worker.resolver, worker.source_turn),
+      parser_(worker.request_parsers.take()) {}
 
-ClientSession::~ClientSession() { release_head_buffer(); }
+ClientSession::~ClientSession() {
+    release_head_buffer();
+    release_request_parser();
+}
 
 // The coroutine is made first (it runs on the worker's next turn): if there is no memory for its
 // frames, the session has not yet been registered or counted, and nothing after it throws.

@@ -55,7 +55,7 @@ public:
     // `admission`: the limit this connection is over, if any: it is answered with that refusal
     // once its request head is in (so that the answer is well-formed and audited).
     ClientSession(ClientStream client, std::shared_ptr<const config::Config> config, WorkerContext& worker,
-                  audit::Record record, policy::IpAddress client_ip, std::optional<http::Failure> admission);
+                  audit::Record&& record, policy::IpAddress client_ip, std::optional<http::Failure> admission);
     ~ClientSession();
     ClientSession(const ClientSession&) = delete;
     ClientSession& operator=(const ClientSession&) = delete;
@@ -112,9 +112,9 @@ public:
     void begin_request();
     // Gives the head buffer back to the worker's pool once a tunnel no longer needs it.
     void release_head_buffer() { worker_.head_buffers.give(std::move(head_chunk_)); }
-    // A tunnel reads no more requests: its parser (llhttp state, the head's strings) goes, so
-    // that an idle tunnel does not hold them for hours.
-    void release_request_parser() { parser_.reset(); }
+    // A tunnel reads no more requests: its parser (llhttp state, the head's strings) goes back
+    // to the worker, so that an idle tunnel does not hold it for hours.
+    void release_request_parser() { worker_.request_parsers.give(std::move(parser_)); }
     // A tunnel's relay runs on completion handlers once the session's coroutine has ended: it
     // holds the session until relay_ended(), which audits and closes it.
     void hold_for_relay() { relay_hold_ = shared_from_this(); }
@@ -153,7 +153,7 @@ private:
     policy::IpAddress client_ip_;
     std::optional<http::Failure> admission_;
     Dialer dialer_;
-    std::unique_ptr<http::MessageParser> parser_ = std::make_unique<http::MessageParser>();
+    std::unique_ptr<http::MessageParser> parser_;  // from worker_.request_parsers
     std::string pipelined_;
     std::unique_ptr<char[]> head_chunk_;  // from worker_.head_buffers, taken at the first read
 

@@ -19,6 +19,7 @@
 #include "audit/audit_record.hpp"
 #include "audit/status_page.hpp"
 #include "audit/traffic_counters.hpp"
+#include "http/message.hpp"
 
 namespace egressgate::proxy {
 
@@ -89,6 +90,29 @@ private:
     std::vector<std::unique_ptr<char[]>> free_;
 };
 
+// Request parsers a worker keeps for the next sessions: llhttp's state and a small head's
+// buffers, reset on the way back. Bounded, as the head buffers are.
+inline constexpr std::size_t kMaxPooledRequestParsers = 64;
+
+class RequestParserPool {
+public:
+    RequestParserPool() { free_.reserve(kMaxPooledRequestParsers); }  // give() then never allocates
+    std::unique_ptr<http::MessageParser> take() {
+        if (free_.empty()) return std::make_unique<http::MessageParser>();
+        auto parser = std::move(free_.back());
+        free_.pop_back();
+        return parser;
+    }
+    void give(std::unique_ptr<http::MessageParser> parser) {
+        if (!parser || free_.size() == kMaxPooledRequestParsers) return;
+        parser->reset();
+        free_.push_back(std::move(parser));
+    }
+
+private:
+    std::vector<std::unique_ptr<http::MessageParser>> free_;
+};
+
 struct WorkerContext {
     unsigned index;
     AuditWriter& audit;
@@ -104,6 +128,7 @@ struct WorkerContext {
     std::vector<audit::OpenTransfer> largest_open;           // most bytes first
     std::deque<audit::DenialNote> recent_denials;            // newest last, kStatusRecentDenials at most
     HeadBufferPool head_buffers;                             // worker thread only
+    RequestParserPool request_parsers;                       // worker thread only
     // Bytes a client sends while the proxy dials are read into this and appended to the
     // session's own at once: it holds nothing across a wait.
     std::array<char, kHeadReadChunk> head_scratch;
