@@ -297,7 +297,7 @@ MessageParser::MessageParser(MessageKind kind, std::size_t max_headers) : impl_(
     impl_->body = &body_;
 }
 
-void MessageParser::reset() {
+void MessageParser::reset() noexcept {
     llhttp_reset(&impl_->parser);  // keeps the settings and the callbacks' data
     impl_->stream = Impl::Stream{};
     renew(head_);

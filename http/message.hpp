@@ -76,7 +76,7 @@ public:
 
     // Ready for a new stream's first message, as if newly made, with the head's small buffers
     // kept (a pool's parser then allocates nothing for a head like the last one).
-    void reset();
+    void reset() noexcept;
 
     Status feed(std::string_view bytes);
     // The peer closed its side: ends a body delimited by close, or reports a cut-off message.

@@ -76,13 +76,15 @@ inline constexpr std::size_t kMaxPooledHeadBuffers = 64;
 // head is in, and a 4 KiB block is past the size malloc keeps per thread.
 class HeadBufferPool {
 public:
+    HeadBufferPool() { free_.reserve(kMaxPooledHeadBuffers); }  // give() then never allocates
     std::unique_ptr<char[]> take() {
         if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kHeadReadChunk);
         auto buffer = std::move(free_.back());
         free_.pop_back();
         return buffer;
     }
-    void give(std::unique_ptr<char[]> buffer) {
+    // Runs in a session's destructor: within the reserved room it cannot throw.
+    void give(std::unique_ptr<char[]> buffer) noexcept {
         if (buffer && free_.size() < kMaxPooledHeadBuffers) free_.push_back(std::move(buffer));
     }
 
@@ -103,7 +105,8 @@ public:
         free_.pop_back();
         return parser;
     }
-    void give(std::unique_ptr<http::MessageParser> parser) {
+    // As HeadBufferPool::give: never allocates, so a session's destructor may call it.
+    void give(std::unique_ptr<http::MessageParser> parser) noexcept {
         if (!parser || free_.size() == kMaxPooledRequestParsers) return;
         parser->reset();
         free_.push_back(std::move(parser));
