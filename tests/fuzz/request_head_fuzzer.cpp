@@ -8,6 +8,9 @@
 //    byte-less events in a row); an error is final;
 //  - what a reported head promises (message_checks.hpp), and that its framing tells the truth
 //    about the body that followed it on the wire.
+//  - that a parser reset after the stream (the worker's pool reuses request parsers) reads the
+//    stream's second half exactly as a new parser does: the same events, bytes used, heads and
+//    failures.
 // The same bytes go through a request parser and a response parser.
 //
 // Input: byte 0 = c; c & 7 = how many split bytes follow (0: the stream arrives in one read);
@@ -38,7 +41,11 @@ constexpr std::size_t kMinChunkedBodyBytes = 3;
 
 class StreamCheck {
 public:
-    StreamCheck(MessageKind kind, bool answers_head) : parser_(kind), kind_(kind), answers_head_(answers_head) {}
+    StreamCheck(MessageParser& parser, MessageKind kind, bool answers_head)
+        : parser_(parser), kind_(kind), answers_head_(answers_head) {}
+
+    // What the parser reported, event by event: two runs that read alike record the same text.
+    const std::string& trace() const { return trace_; }
 
     // One read's worth of bytes: fed until the parser asks for more or fails.
     void deliver(std::string_view bytes) {
@@ -70,6 +77,7 @@ public:
 
 private:
     void observe(Status status, std::size_t used, std::size_t given) {
+        note(status, used);
         if (failed_) FUZZ_REQUIRE(status == Status::error);
         if (used > 0) bytes_since_event_ = true;
         if (in_body_) wire_bytes_ += used;
@@ -134,7 +142,22 @@ private:
         }
     }
 
-    MessageParser parser_;
+    void note(Status status, std::size_t used) {
+        trace_ += std::to_string(static_cast<int>(status)) + ' ' + std::to_string(used) + ' ' +
+                  std::to_string(parser_.body().size());
+        if (status == Status::head_complete) {
+            const auto& head = parser_.head();
+            trace_ += ' ' + head.method + ' ' + head.target + ' ' + std::to_string(head.status) + ' ' +
+                      head.reason_phrase + ' ' + std::to_string(head.headers.size()) + ' ' +
+                      std::to_string(static_cast<int>(head.framing)) + ' ' + std::to_string(head.content_length) +
+                      (head.keep_alive ? " k" : " -") + (head.upgrade ? " u" : " -");
+            for (const auto& [name, value] : head.headers) trace_ += ' ' + name + ':' + value;
+        }
+        if (status == Status::error) trace_ += ' ' + std::to_string(static_cast<int>(parser_.failure()));
+        trace_ += '\n';
+    }
+
+    MessageParser& parser_;
     MessageKind kind_;
     bool answers_head_;
     std::string pending_;
@@ -147,10 +170,13 @@ private:
     std::uint64_t content_length_ = 0;
     std::uint64_t body_bytes_ = 0;  // decoded
     std::uint64_t wire_bytes_ = 0;  // consumed after the head
+    std::string trace_;
 };
 
-void run(MessageKind kind, bool answers_head, std::span<const std::uint8_t> splits, std::string_view stream) {
-    StreamCheck check(kind, answers_head);
+// One pass of the stream through `parser`, read by read; returns what it reported.
+std::string read_stream(MessageParser& parser, MessageKind kind, bool answers_head, std::span<const std::uint8_t> splits,
+                        std::string_view stream) {
+    StreamCheck check(parser, kind, answers_head);
     std::size_t next = 0;
     while (!stream.empty()) {
         const std::size_t size = splits.empty() ? stream.size() : std::size_t{splits[next++ % splits.size()]} + 1;
@@ -159,6 +185,19 @@ void run(MessageKind kind, bool answers_head, std::span<const std::uint8_t> spli
         check.deliver(read);
     }
     check.end_of_stream();
+    return check.trace();
+}
+
+// The stream through a new parser; then its second half through a new parser and through the
+// first one, reset: whatever state the whole stream left, the reset parser reads alike.
+void run(MessageKind kind, bool answers_head, std::span<const std::uint8_t> splits, std::string_view stream) {
+    MessageParser reused(kind);
+    read_stream(reused, kind, answers_head, splits, stream);
+    const std::string_view second_half = stream.substr(stream.size() / 2);
+    MessageParser fresh(kind);
+    const std::string expected = read_stream(fresh, kind, answers_head, splits, second_half);
+    reused.reset();
+    FUZZ_REQUIRE(read_stream(reused, kind, answers_head, splits, second_half) == expected);
 }
 
 }  // namespace
