@@ -18,7 +18,7 @@ struct MessageParser::Impl {
     std::string* body = nullptr;
     std::size_t max_headers = kMaxReceivedHeaderCount;
     // Where the callbacks are in the stream; a new stream starts from these values.
-    struct Stream {
+    struct StreamState {
         bool in_head = true;            // false after the head: header callbacks then are trailers, dropped
         bool head_completed = false;    // set by on_headers_complete, taken by feed()
         bool message_completed = false; // set by on_message_complete, taken by feed()
@@ -32,7 +32,7 @@ struct MessageParser::Impl {
         bool value_crossed_feed = false;
         // What our own checks refused, when llhttp let it through.
         std::optional<Failure> violation;
-    } stream;
+    } state;
 };
 
 namespace {
@@ -54,7 +54,7 @@ bool is_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
 bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
 
 int refuse(Impl& impl, Failure violation) {
-    impl.stream.violation = violation;
+    impl.state.violation = violation;
     return -1;
 }
 
@@ -65,7 +65,8 @@ void empty_keeping_small_buffer(std::string& text) {
 }
 
 // The head as a new one is, keeping its small buffers: a connection's next message (or, in a
-// pool, the next connection's) allocates nothing for a head no larger than the last.
+// pool, the next connection's) allocates no target and no header vector for a head no larger
+// than the last. The header names and values go with the old pairs.
 void renew(MessageHead& head) {
     empty_keeping_small_buffer(head.method);
     empty_keeping_small_buffer(head.target);
@@ -85,8 +86,8 @@ void renew(MessageHead& head) {
 int on_message_begin(llhttp_t* p) {
     auto& impl = impl_of(p);
     renew(*impl.head);
-    impl.stream.in_head = true;
-    impl.stream.in_value = false;
+    impl.state.in_head = true;
+    impl.state.in_value = false;
     return 0;
 }
 
@@ -106,15 +107,15 @@ int on_status(llhttp_t* p, const char* at, std::size_t len) {
 
 int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     auto& impl = impl_of(p);
-    if (!impl.stream.in_head) return 0;
+    if (!impl.state.in_head) return 0;
     auto& headers = impl.head->headers;
-    if (impl.stream.in_value || headers.empty()) {
+    if (impl.state.in_value || headers.empty()) {
         if (headers.size() == impl.max_headers) {
-            impl.stream.too_many_headers = true;
+            impl.state.too_many_headers = true;
             return -1;
         }
         headers.emplace_back();
-        impl.stream.in_value = false;
+        impl.state.in_value = false;
     }
     headers.back().first.append(at, len);
     return 0;
@@ -123,7 +124,7 @@ int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
 // llhttp reports ": x" as a field of no bytes; an empty name is no token.
 int on_header_field_complete(llhttp_t* p) {
     auto& impl = impl_of(p);
-    if (!impl.stream.in_head) return 0;
+    if (!impl.state.in_head) return 0;
     const std::string& name = impl.head->headers.back().first;
     if (name.empty()) return refuse(impl, Failure::invalid_header_name);
     for (unsigned char c : name) {
@@ -136,17 +137,17 @@ int on_header_field_complete(llhttp_t* p) {
 // proxy must refuse it (RFC 9112 section 5.2). A value split across reads is contiguous.
 int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
     auto& impl = impl_of(p);
-    if (!impl.stream.in_head) return 0;
-    if (impl.stream.in_value) {
-        const bool contiguous = at == impl.stream.value_end || (impl.stream.value_crossed_feed && at == impl.stream.feed_begin);
+    if (!impl.state.in_head) return 0;
+    if (impl.state.in_value) {
+        const bool contiguous = at == impl.state.value_end || (impl.state.value_crossed_feed && at == impl.state.feed_begin);
         if (!contiguous) return refuse(impl, Failure::obsolete_line_folding);
     }
     for (std::size_t i = 0; i < len; ++i) {
         if (!is_value_char(static_cast<unsigned char>(at[i]))) return refuse(impl, Failure::invalid_header_value);
     }
-    impl.stream.in_value = true;
-    impl.stream.value_end = at + len;
-    impl.stream.value_crossed_feed = false;
+    impl.state.in_value = true;
+    impl.state.value_end = at + len;
+    impl.state.value_crossed_feed = false;
     impl.head->headers.back().second.append(at, len);
     return 0;
 }
@@ -187,8 +188,8 @@ int on_headers_complete(llhttp_t* p) {
     head.content_length = head.framing == BodyFraming::content_length ? p->content_length : 0;
     head.keep_alive = llhttp_should_keep_alive(p) != 0;
     head.upgrade = p->upgrade != 0;
-    impl.stream.in_head = false;
-    impl.stream.head_completed = true;
+    impl.state.in_head = false;
+    impl.state.head_completed = true;
     return HPE_PAUSED;
 }
 
@@ -198,7 +199,7 @@ int on_body(llhttp_t* p, const char* at, std::size_t len) {
 }
 
 int on_message_complete(llhttp_t* p) {
-    impl_of(p).stream.message_completed = true;
+    impl_of(p).state.message_completed = true;
     return HPE_PAUSED;
 }
 
@@ -299,7 +300,7 @@ MessageParser::MessageParser(MessageKind kind, std::size_t max_headers) : impl_(
 
 void MessageParser::reset() noexcept {
     llhttp_reset(&impl_->parser);  // keeps the settings and the callbacks' data
-    impl_->stream = Impl::Stream{};
+    impl_->state = Impl::StreamState{};
     renew(head_);
     empty_keeping_small_buffer(body_);
     stage_ = Stage::awaiting_head;
@@ -348,14 +349,14 @@ MessageParser::Status MessageParser::feed(std::string_view bytes) {
     case Stage::awaiting_head:
     case Stage::in_body: break;
     }
-    impl_->stream.value_crossed_feed = impl_->stream.in_value && impl_->stream.value_end == impl_->stream.feed_end;
-    impl_->stream.feed_begin = bytes.data();
-    impl_->stream.feed_end = bytes.data() + bytes.size();
+    impl_->state.value_crossed_feed = impl_->state.in_value && impl_->state.value_end == impl_->state.feed_end;
+    impl_->state.feed_begin = bytes.data();
+    impl_->state.feed_end = bytes.data() + bytes.size();
     const llhttp_errno_t rc = llhttp_execute(&impl_->parser, bytes.data(), bytes.size());
     const char* stop = rc == HPE_OK ? bytes.data() + bytes.size() : llhttp_get_error_pos(&impl_->parser);
     consumed_ = static_cast<std::size_t>(stop - bytes.data());
-    const bool head_ended = std::exchange(impl_->stream.head_completed, false);
-    const bool message_ended = std::exchange(impl_->stream.message_completed, false);
+    const bool head_ended = std::exchange(impl_->state.head_completed, false);
+    const bool message_ended = std::exchange(impl_->state.message_completed, false);
     if (stage_ == Stage::awaiting_head) {
         head_bytes_ += consumed_;
         if (head_bytes_ > kMaxRequestHeadBytes) return fail(Failure::request_head_too_large, "head too large");
@@ -368,8 +369,8 @@ MessageParser::Status MessageParser::feed(std::string_view bytes) {
     case HPE_PAUSED_UPGRADE: return fail(Failure::malformed_request, "the parser passed an upgrade");
     default: break;
     }
-    if (impl_->stream.too_many_headers) return fail(Failure::request_head_too_large, "too many header fields");
-    if (impl_->stream.violation) return fail(*impl_->stream.violation, std::string(reason_of(*impl_->stream.violation)));
+    if (impl_->state.too_many_headers) return fail(Failure::request_head_too_large, "too many header fields");
+    if (impl_->state.violation) return fail(*impl_->state.violation, std::string(reason_of(*impl_->state.violation)));
     const std::string detail = llhttp_get_error_reason(&impl_->parser);
     return fail(failure_of(rc, detail), detail);
 }
@@ -383,7 +384,7 @@ MessageParser::Status MessageParser::finish() {
     case Stage::in_body: break;
     }
     const llhttp_errno_t rc = llhttp_finish(&impl_->parser);
-    const bool message_ended = std::exchange(impl_->stream.message_completed, false);
+    const bool message_ended = std::exchange(impl_->state.message_completed, false);
     if (rc == HPE_PAUSED) return on_pause(false, message_ended);
     if (rc == HPE_OK) return Status::need_more;  // nothing was pending: the caller knows whether that is a clean end
     return fail(kind_ == MessageKind::response ? Failure::upstream_failed : Failure::malformed_request,

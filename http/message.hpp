@@ -74,8 +74,9 @@ public:
     MessageParser(const MessageParser&) = delete;
     MessageParser& operator=(const MessageParser&) = delete;
 
-    // Ready for a new stream's first message, as if newly made, with the head's small buffers
-    // kept (a pool's parser then allocates nothing for a head like the last one).
+    // Ready for a new stream's first message, as if newly made, keeping the head's small buffers
+    // (method, target, reason phrase and body up to kMaxKeptHeadBufferBytes, and the header
+    // vector's slots; the header names and values themselves go).
     void reset() noexcept;
 
     Status feed(std::string_view bytes);
