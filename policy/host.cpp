@@ -42,8 +42,9 @@ bool last_label_is_numeric(std::string_view name) {
 }
 
 // Every label 1..kMaxLabelLength bytes of lower-case letters, digits and '-', with no '-' at
-// either end. Label by label; within one, no branch per byte.
+// either end. Label by label; within one, no branch that depends on the bytes.
 bool all_labels_valid(std::string_view name) {
+    if (name.empty()) return false;  // no label at all (and memchr wants a buffer)
     const char* label = name.data();
     const char* const end = label + name.size();
     for (;;) {

@@ -193,7 +193,6 @@ const Cidr* CidrSet::find(const IpAddress& address) const {
     return nullptr;
 }
 
-// FNV-1a over the family and the bytes.
 // Two 64-bit words and the family through a multiply-xorshift mix: a few instructions for every
 // ledger and inventory lookup of a connection, and every input bit reaches every output bit.
 std::size_t IpAddressHash::operator()(const IpAddress& address) const noexcept {
@@ -208,7 +207,7 @@ std::size_t IpAddressHash::operator()(const IpAddress& address) const noexcept {
     std::memcpy(&high, address.bytes().data(), sizeof high);
     std::memcpy(&low, address.bytes().data() + sizeof high, sizeof low);
     const std::uint64_t family = address.is_v4() ? 4 : 6;
-    return static_cast<std::size_t>(mix(mix(high ^ family) + low));
+    return static_cast<std::size_t>(mix(mix(mix(high) + low) + family));
 }
 
 }  // namespace egressgate::policy
