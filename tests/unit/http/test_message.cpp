@@ -184,13 +184,19 @@ TEST_CASE("a policy denial is a 403 with the decision's reason and rule", "[http
 }
 
 // The worker pools request parsers: one reset after any stream must read the next stream as a
-// new parser would, whatever the last one left behind (an error, a half head, an upgrade, a body).
+// new parser would, whatever the last one left behind (an error, half a head, an upgrade, a body),
+// and keep no buffer past the kept sizes.
 TEST_CASE("a reset parser reads a new stream as a new parser does", "[http]") {
     const std::string next = "CONNECT next.blob.core.windows.net:443 HTTP/1.0\r\n\r\n";
-    const std::string long_value(3 * egressgate::http::kMaxKeptHeadBufferBytes, 'v');
-    std::string many_headers = "GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n";
-    for (int i = 0; i < 40; ++i) many_headers += "X-" + std::to_string(i) + ": " + long_value + "\r\n";
-    many_headers += "Content-Length: 3\r\n\r\nabc";
+    // A target, header slots and a body past what a reset keeps, in a head within the limit.
+    using egressgate::http::kMaxKeptHeadBufferBytes;
+    using egressgate::http::kMaxKeptHeaderSlots;
+    const std::string long_path(2 * kMaxKeptHeadBufferBytes, 'p');
+    const std::string body(2 * kMaxKeptHeadBufferBytes, 'b');
+    std::string large = "POST http://a.example/" + long_path + " HTTP/1.1\r\nHost: a.example\r\n";
+    for (std::size_t i = 0; i < 2 * kMaxKeptHeaderSlots; ++i) large += "X-" + std::to_string(i) + ": v\r\n";
+    large += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    REQUIRE(large.size() - body.size() < egressgate::http::kMaxRequestHeadBytes);
     const struct {
         const char* name;
         std::string before;
@@ -198,22 +204,25 @@ TEST_CASE("a reset parser reads a new stream as a new parser does", "[http]") {
         {"after a refused head", "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"},
         {"in the middle of a head", "CONNECT half.example:443 HTTP/1.1\r\nHost: half"},
         {"after a CONNECT head (upgraded)", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"},
-        {"after large headers and a body", many_headers},
+        {"after a long target, many headers and a body", large},
     };
     for (const auto& c : cases) {
         SECTION(c.name) {
             MessageParser parser;
-            auto status = parser.feed(c.before);
-            if (status == Status::head_complete && !parser.head().upgrade) {
-                status = parser.feed(std::string_view(c.before).substr(parser.consumed()));
-                CHECK(parser.body() == "abc");
+            const auto status = parser.feed(c.before);
+            if (c.before == large) {
+                REQUIRE(status == Status::head_complete);
+                REQUIRE(parser.head().headers.size() > kMaxKeptHeaderSlots);
+                REQUIRE(parser.feed(std::string_view(c.before).substr(parser.consumed())) == Status::message_complete);
+                REQUIRE(parser.body() == body);
             }
             parser.reset();
             CHECK(parser.head().method.empty());
             CHECK(parser.head().target.empty());
             CHECK(parser.head().headers.empty());
-            CHECK(parser.head().target.capacity() <= egressgate::http::kMaxKeptHeadBufferBytes);
-            CHECK(parser.body().capacity() <= egressgate::http::kMaxKeptHeadBufferBytes);
+            CHECK(parser.head().target.capacity() <= kMaxKeptHeadBufferBytes);
+            CHECK(parser.head().headers.capacity() <= kMaxKeptHeaderSlots);
+            CHECK(parser.body().capacity() <= kMaxKeptHeadBufferBytes);
             REQUIRE(parser.feed(next) == Status::head_complete);
             CHECK(parser.consumed() == next.size());
             const auto& head = parser.head();

@@ -1,31 +1,33 @@
-// The per-worker pools (head buffers, request parsers): bounded, and giving back never allocates,
-// since a session's destructor does it. The allocation switch below makes every operator new of
-// this thread fail while it is on, as a worker out of memory would see it.
+// The per-worker pools (head buffers, request parsers): bounded, and giving back allocates
+// nothing, since a session's destructor does it. The operator new below counts this thread's
+// allocations, so that a test can say how many a step made.
 #include <catch.hpp>
 
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
+#include "http/message.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace {
-thread_local bool allocations_fail = false;
+thread_local std::size_t allocations = 0;
 
 void* allocate(std::size_t size) {
-    if (allocations_fail) throw std::bad_alloc();
+    ++allocations;
     if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
     throw std::bad_alloc();
 }
 
-// While alive, every allocation on this thread throws std::bad_alloc.
-struct OutOfMemory {
-    OutOfMemory() { allocations_fail = true; }
-    ~OutOfMemory() { allocations_fail = false; }
-    OutOfMemory(const OutOfMemory&) = delete;
-    OutOfMemory& operator=(const OutOfMemory&) = delete;
-};
+// How many allocations `step` made on this thread (no Catch assertion inside: Catch allocates).
+template <typename Step>
+std::size_t allocations_in(Step&& step) {
+    const std::size_t before = allocations;
+    step();
+    return allocations - before;
+}
 }  // namespace
 
 // Every form of the unaligned family, so that whatever one allocates the matching one frees
@@ -47,46 +49,55 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
+using egressgate::http::MessageParser;
 using egressgate::proxy::HeadBufferPool;
 using egressgate::proxy::kMaxPooledHeadBuffers;
+using egressgate::proxy::kMaxPooledRequestParsers;
+using egressgate::proxy::RequestParserPool;
+using Status = MessageParser::Status;
 
 TEST_CASE("head buffers go back to the pool without allocating, up to its bound", "[proxy][pools]") {
     HeadBufferPool pool;
+    CHECK(noexcept(pool.give(std::unique_ptr<char[]>())));
     std::vector<std::unique_ptr<char[]>> taken;
     for (std::size_t i = 0; i < kMaxPooledHeadBuffers + 2; ++i) taken.push_back(pool.take());
-    // Every one goes back (or, past the bound, is let go) with no memory to be had: a session's
-    // destructor gives its buffer back and must not throw. Catch itself may allocate, so the
-    // checks come after the switch is off.
-    bool give_threw = false;
-    {
-        const OutOfMemory no_memory;
-        for (auto& buffer : taken) {
-            try {
-                pool.give(std::move(buffer));
-            } catch (const std::bad_alloc&) {
-                give_threw = true;
-            }
-        }
+    // Past the bound a buffer is let go; none of the gives may allocate.
+    CHECK(allocations_in([&] {
+              for (auto& buffer : taken) pool.give(std::move(buffer));
+          }) == 0);
+    // The pool holds its bound: that many takes allocate nothing, and the next one must.
+    taken.clear();
+    taken.reserve(kMaxPooledHeadBuffers + 1);
+    CHECK(allocations_in([&] {
+              for (std::size_t i = 0; i < kMaxPooledHeadBuffers; ++i) taken.push_back(pool.take());
+          }) == 0);
+    CHECK(allocations_in([&] { taken.push_back(pool.take()); }) == 1);
+}
+
+TEST_CASE("request parsers go back reset, without allocating, up to the pool's bound", "[proxy][pools]") {
+    RequestParserPool pool;
+    CHECK(noexcept(pool.give(std::unique_ptr<MessageParser>())));
+    // Heads with buffers past what a reset keeps, so that giving back has some to let go.
+    const std::string long_head = "GET http://a.example/" + std::string(1000, 'p') + " HTTP/1.1\r\nHost: a.example\r\n" +
+                                  std::string(40, 'x') + ": y\r\n\r\n";
+    std::vector<std::unique_ptr<MessageParser>> taken;
+    for (std::size_t i = 0; i < kMaxPooledRequestParsers + 2; ++i) {
+        taken.push_back(pool.take());
+        REQUIRE(taken.back()->feed(long_head) == Status::head_complete);
     }
-    CHECK_FALSE(give_threw);
-    // The pool holds its bound and no more: taking that many again allocates nothing, and the
-    // next take, from an empty pool, needs memory.
-    std::vector<std::unique_ptr<char[]>> again;
-    again.reserve(kMaxPooledHeadBuffers);
-    std::size_t taken_without_memory = 0;
-    bool next_take_threw = false;
-    {
-        const OutOfMemory no_memory;
-        try {
-            for (std::size_t i = 0; i < kMaxPooledHeadBuffers; ++i) {
-                again.push_back(pool.take());
-                ++taken_without_memory;
-            }
-            static_cast<void>(pool.take());
-        } catch (const std::bad_alloc&) {
-            next_take_threw = taken_without_memory == kMaxPooledHeadBuffers;
-        }
-    }
-    CHECK(taken_without_memory == kMaxPooledHeadBuffers);
-    CHECK(next_take_threw);
+    CHECK(allocations_in([&] {
+              for (auto& parser : taken) pool.give(std::move(parser));
+          }) == 0);
+    taken.clear();
+    taken.reserve(kMaxPooledRequestParsers + 1);
+    CHECK(allocations_in([&] {
+              for (std::size_t i = 0; i < kMaxPooledRequestParsers; ++i) taken.push_back(pool.take());
+          }) == 0);
+    CHECK(allocations_in([&] { taken.push_back(pool.take()); }) > 0);  // the pool was empty
+    // A parser from the pool reads the next connection's head as a new one would.
+    const std::string connect = "CONNECT next.blob.core.windows.net:443 HTTP/1.1\r\nHost: next\r\n\r\n";
+    REQUIRE(taken.front()->feed(connect) == Status::head_complete);
+    CHECK(taken.front()->consumed() == connect.size());
+    CHECK(taken.front()->head().target == "next.blob.core.windows.net:443");
+    CHECK(taken.front()->head().headers.size() == 1);
 }
