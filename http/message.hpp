@@ -50,8 +50,9 @@ struct MessageHead {
     std::size_t header_count(std::string_view name) const;
 };
 
-// A head's buffers that a parser keeps from one stream to the next, each at most this big; a
-// larger one (a long target or header value) is let go, so a pooled parser stays small.
+// What a parser keeps of a head's buffers from one message or stream to the next: strings of at
+// most this many bytes and a header vector of at most this many slots. A larger one (a long
+// target, say) is let go, so that a pooled parser stays small.
 inline constexpr std::size_t kMaxKeptHeadBufferBytes = 256;
 inline constexpr std::size_t kMaxKeptHeaderSlots = 16;
 
