@@ -34,7 +34,7 @@ Decision outside_service_tags(const Decision& decision) {
 
 // Target is a plain struct that other layers fill in: an IP literal may arrive without literal set.
 std::optional<IpAddress> literal_of(const Target& target) {
-    if (target.literal) return target.literal;
+    if (target.literal || target.parsed) return target.literal;
     return IpAddress::parse(target.host);
 }
 
@@ -178,11 +178,11 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
 
 Decision EgressPolicy::decide(const Target& target, const Client& client, Trace* trace) const {
     const auto literal = literal_of(target);
-    // Re-validated here rather than trusted: the host may come from a Host header or SNI. A
-    // host already in normal form (as parse_authority leaves it) is used as it is.
+    // Re-validated here unless parse_authority made the target: the host may come from SNI. A
+    // host already in normal form is used as it is.
     std::optional<std::string> normalized;
     std::optional<std::string_view> name;
-    if (!literal && is_normalized_host(target.host)) {
+    if (!literal && (target.parsed || is_normalized_host(target.host))) {
         name = target.host;
     } else if (!literal && (normalized = normalize_host(target.host))) {
         name = *normalized;

@@ -89,10 +89,10 @@ std::optional<Target> parse_authority(std::string_view text, std::uint16_t defau
     const auto address = IpAddress::parse(authority.host);
     // Brackets hold IPv6 and nothing else; an IPv6 literal needs them.
     if (authority.bracketed != (address && !address->is_v4())) return std::nullopt;
-    if (address) return Target{address->to_string(), port, *address};
+    if (address) return Target{address->to_string(), port, *address, true};
     auto name = normalize_host(authority.host);
     if (!name) return std::nullopt;
-    return Target{std::move(*name), port, std::nullopt};
+    return Target{std::move(*name), port, std::nullopt, true};
 }
 
 std::optional<HostPattern> HostPattern::parse(std::string_view text) {

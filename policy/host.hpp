@@ -32,6 +32,10 @@ struct Target {
     std::string host;
     std::uint16_t port = 0;
     std::optional<IpAddress> literal;
+    // Set by parse_authority only: host is in normal form and is an IP literal exactly when
+    // literal is set, so the policy need not check it again. A Target built any other way (from
+    // SNI, in tests) leaves it false and is checked.
+    bool parsed = false;
 };
 
 // Parses an authority "host:port", "[v6]:port", or "host" when default_port != 0.

@@ -49,12 +49,16 @@ bool same_target(const policy::Target& a, const policy::Target& b) {
 
 void check_target(const policy::Target& target, std::uint16_t default_port) {
     FUZZ_REQUIRE(target.port != 0);
+    // The policy takes such a target as checked (Target::parsed): the checks below are why it may.
+    FUZZ_REQUIRE(target.parsed);
     if (target.literal) {
+        FUZZ_REQUIRE(!policy::normalize_host(target.host));
         const auto address = policy::IpAddress::parse(target.host);
         FUZZ_REQUIRE(address && *address == *target.literal);
         FUZZ_REQUIRE(target.literal->to_string() == target.host);
     } else {
         check_normalized(target.host);
+        FUZZ_REQUIRE(!policy::IpAddress::parse(target.host));
     }
     // The authority written back (brackets for IPv6, the port spelled out) reads as the same
     // Target, and so does the bare host when the port is the default one.

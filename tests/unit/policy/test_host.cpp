@@ -151,6 +151,7 @@ TEST_CASE("parse_authority splits host and port and refuses tricks", "[policy][h
             if (!t) continue;
             CHECK(t->host == c.expected->host);
             CHECK(t->port == c.expected->port);
+            CHECK(t->parsed);
             REQUIRE(t->literal.has_value() == c.expected->literal);
             if (t->literal) CHECK(t->literal->to_string() == t->host);
         }
