@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <unordered_map>
+#include <vector>
 
 #include "policy/ip_address.hpp"
 
@@ -21,6 +22,9 @@ inline constexpr std::uint32_t kMaxRefusalsInFlight = 256;
 // The rate limit's bucket holds this many seconds' worth of new connections: an agent's burst
 // of reconnects after a network blip passes, a sustained flood does not.
 inline constexpr std::chrono::seconds kConnectionBurst{1};
+// Entries of clients just forgotten that the ledger keeps for the next new ones: a VM whose
+// connections come and go one at a time then costs no allocation per connection.
+inline constexpr std::size_t kMaxSpareClientEntries = 64;
 
 struct ConnectionLimitSettings {
     std::uint32_t max_per_ip = 512;
@@ -45,7 +49,9 @@ struct AdmissionDecision {
 class ConnectionLedger {
 public:
     using Clock = std::chrono::steady_clock;
-    explicit ConnectionLedger(ConnectionLimitSettings settings) : settings_(settings) {}
+    explicit ConnectionLedger(ConnectionLimitSettings settings) : settings_(settings) {
+        spare_.reserve(kMaxSpareClientEntries);  // forget() then never allocates
+    }
 
     // Every answered outcome takes a place that release() gives back.
     AdmissionDecision admit(const IpAddress& client, Clock::time_point now);
@@ -55,6 +61,7 @@ public:
     void update(ConnectionLimitSettings settings) { settings_ = settings; }
     std::uint32_t open_total() const { return open_total_; }
     std::size_t tracked_clients() const { return clients_.size(); }
+    std::size_t spare_entries() const { return spare_.size(); }
 
 private:
     struct Client {
@@ -63,11 +70,15 @@ private:
         double tokens = 0;           // new connections it may still open now
         Clock::time_point refilled;
     };
+    using Clients = std::unordered_map<IpAddress, Client, IpAddressHash>;
     void refill(Client& client, Clock::time_point now) const;
     double capacity() const;
+    Clients::iterator track(const IpAddress& address, Clock::time_point now);
+    void forget(Clients::iterator it) noexcept;
 
     ConnectionLimitSettings settings_;
-    std::unordered_map<IpAddress, Client, IpAddressHash> clients_;
+    Clients clients_;
+    std::vector<Clients::node_type> spare_;  // kMaxSpareClientEntries at most
     std::uint32_t open_total_ = 0;
     std::uint32_t refusing_total_ = 0;
 };
