@@ -54,7 +54,9 @@ Refusal::Refusal(Failure failure, std::string detail) : Refusal(failure, reason_
 Refusal::Refusal(Failure failure, std::string_view reason, std::string detail)
     : failure_(failure), reason_(reason), detail_(std::move(detail)) {}
 
-Refusal Refusal::denied(const policy::Decision& decision) { return Refusal(Failure::denied, decision.reason, decision.rule); }
+Refusal Refusal::denied(const policy::Decision& decision) {
+    return Refusal(Failure::denied, decision.reason, std::string(decision.rule.view()));
+}
 
 std::string render(const Refusal& refusal) {
     const int status = refusal.status();

@@ -2,6 +2,7 @@
 // Policy decisions as values: a verdict, a fixed reason string, and the rule that decided.
 // The same reason strings appear in HTTP responses, audit lines and tests.
 #include <memory>
+#include <ostream>
 #include <string>
 #include <string_view>
 
@@ -39,10 +40,35 @@ inline constexpr std::string_view tls_malformed = "tls_malformed";
 
 class PrefixSet;
 
+// The rule that decided, as audit lines and refusals name it. Most such texts are fixed or the
+// policy's own, made when it was built: a decision then holds a view of them (valid while that
+// policy is, as a session's config is) and costs no allocation. The few made per request (SNI
+// checks, an [[egress.rule]] with what it matched) are held here.
+class RuleText {
+public:
+    RuleText() = default;
+    RuleText(std::string text) : owned_(std::move(text)) {}  // NOLINT: implicit, as std::string's
+    // Text that outlives the decision: a constant, or the deciding policy's.
+    static RuleText fixed(std::string_view text) {
+        RuleText rule;
+        rule.fixed_ = text;
+        return rule;
+    }
+
+    std::string_view view() const { return owned_.empty() ? fixed_ : std::string_view(owned_); }
+    bool empty() const { return view().empty(); }
+    friend bool operator==(const RuleText& rule, std::string_view text) { return rule.view() == text; }
+    friend std::ostream& operator<<(std::ostream& out, const RuleText& rule) { return out << rule.view(); }
+
+private:
+    std::string owned_;
+    std::string_view fixed_;
+};
+
 struct Decision {
     Verdict verdict = Verdict::deny;
     std::string_view reason;  // one of policy::reason
-    std::string rule;         // what decided: "catalog:azure-backup *.blob.core.windows.net", "imds", ...
+    RuleText rule;            // what decided: "catalog:azure-backup *.blob.core.windows.net", "imds", ...
     // The rule's name alone, for /metrics (a bounded set): an [[egress.rule]] name,
     // "egress.deny_hosts", "egress.hosts", "egress.service_tags", "egress.ports", ... Fixed
     // text or the deciding policy's: valid while that policy is, as a session's config is.

@@ -10,17 +10,18 @@ constexpr std::string_view kRulePorts = "egress.ports";
 constexpr std::string_view kRuleHosts = "egress.hosts";
 constexpr std::string_view kRuleDenyHosts = "egress.deny_hosts";
 constexpr std::string_view kRuleServiceTags = "egress.service_tags";
+constexpr std::string_view kRuleServiceTagsByAddress = "egress.service_tags, by address";
 constexpr std::string_view kRuleAllowAddresses = "egress.allow_addresses";
 constexpr std::string_view kRuleHostSyntax = "host_syntax";
 constexpr std::string_view kRulePublic = "public";
 constexpr std::string_view kAllowAddressesPrefix = "allow_addresses:";
 constexpr std::string_view kRulePrefix = "rule:";
 
-Decision allow(std::string_view why, std::string rule, std::string_view rule_name) {
+Decision allow(std::string_view why, RuleText rule, std::string_view rule_name) {
     return Decision{Verdict::allow, why, std::move(rule), rule_name, nullptr, {}, {}};
 }
 
-Decision deny(std::string_view why, std::string rule, std::string_view rule_name) {
+Decision deny(std::string_view why, RuleText rule, std::string_view rule_name) {
     return Decision{Verdict::deny, why, std::move(rule), rule_name, nullptr, {}, {}};
 }
 
@@ -65,7 +66,7 @@ EgressPolicy::EgressPolicy(EgressRules rules) : rules_(std::move(rules)) {
 
 Decision EgressPolicy::address_exemption(const Cidr& cidr) const {
     const auto index = static_cast<std::size_t>(&cidr - rules_.allow_addresses.cidrs().data());
-    return allow(reason::address_allowed, exemption_rules_[index], kRuleAllowAddresses);
+    return allow(reason::address_allowed, RuleText::fixed(exemption_rules_[index]), kRuleAllowAddresses);
 }
 
 std::string_view to_string(Verdict v) {
@@ -140,7 +141,7 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
                                      std::optional<std::string_view> name, Trace* trace) const {
     if (!has_port(rules_.ports, target.port)) {
         note(trace, [&] { return "[egress] ports do not list " + std::to_string(target.port) + ": deny"; });
-        return deny(reason::port_not_allowed, std::string(kRulePorts), kRulePorts);
+        return deny(reason::port_not_allowed, RuleText::fixed(kRulePorts), kRulePorts);
     }
     if (literal) {
         if (const Cidr* cidr = rules_.allow_addresses.find(*literal)) {
@@ -152,11 +153,11 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
             return allow(reason::address_allowed, std::string(kRuleServiceTags) + " " + std::string(*tag), kRuleServiceTags);
         }
         note(trace, [&] { return "an IP literal outside [egress] allow_addresses and service_tags: deny"; });
-        return deny(reason::ip_literal_not_allowed, std::string(kRuleAllowAddresses), kRuleAllowAddresses);
+        return deny(reason::ip_literal_not_allowed, RuleText::fixed(kRuleAllowAddresses), kRuleAllowAddresses);
     }
     if (const auto match = rules_.hosts.find(*name)) {
         note(trace, [&] { return "[egress] hosts: " + std::string(match->label) + ": allow"; });
-        Decision d = allow(reason::host_allowed, std::string(match->label), match->origin);
+        Decision d = allow(reason::host_allowed, RuleText::fixed(match->label), match->origin);
         if (rules_.require_service_tag) {
             d.within = rules_.service_tags;
             d.within_rule = std::string(kRuleServiceTags);
@@ -166,14 +167,14 @@ Decision EgressPolicy::decide_global(const Target& target, const std::optional<I
     }
     if (rules_.service_tags) {
         note(trace, [&] { return "[egress] service_tags: allowed if every address lies in them"; });
-        Decision d = allow(reason::host_allowed, std::string(kRuleServiceTags) + ", by address", kRuleServiceTags);
+        Decision d = allow(reason::host_allowed, RuleText::fixed(kRuleServiceTagsByAddress), kRuleServiceTags);
         d.within = rules_.service_tags;
         d.within_rule = std::string(kRuleServiceTags);
         d.within_name = kRuleServiceTags;
         return d;
     }
     note(trace, [&] { return "no rule and no [egress] host allows it: deny"; });
-    return deny(reason::host_not_allowed, std::string(kRuleHosts), kRuleHosts);
+    return deny(reason::host_not_allowed, RuleText::fixed(kRuleHosts), kRuleHosts);
 }
 
 Decision EgressPolicy::decide(const Target& target, const Client& client, Trace* trace) const {
@@ -190,7 +191,7 @@ Decision EgressPolicy::decide(const Target& target, const Client& client, Trace*
     // An invalid host is checked first and never reported: report mode must not let it through.
     if (!literal && !name) {
         note(trace, [&] { return "\"" + target.host + "\" is not a valid host name: deny"; });
-        return deny(reason::invalid_host, std::string(kRuleHostSyntax), kRuleHostSyntax);
+        return deny(reason::invalid_host, RuleText::fixed(kRuleHostSyntax), kRuleHostSyntax);
     }
     // The deny list is the admin's last word, in report mode too.
     if (name) {
@@ -253,12 +254,12 @@ Decision EgressPolicy::check_address(const IpAddress& address, const Decision& d
         note(trace, [&] {
             return address.to_string() + ": " + std::string(to_string(c)) + ", never a destination: deny";
         });
-        return deny(reason::destination_address_denied, std::string(to_string(c)), to_string(c));
+        return deny(reason::destination_address_denied, RuleText::fixed(to_string(c)), to_string(c));
     }
     note(trace, [&] { return address.to_string() + (outside ? ": public_unicast: report" : ": public_unicast: allow"); });
     if (outside) return outside_service_tags(decision);
     if (tag) return allow(reason::address_allowed, decision.within_rule + " " + std::string(*tag), decision.within_name);
-    return allow(reason::address_allowed, std::string(kRulePublic), kRulePublic);
+    return allow(reason::address_allowed, RuleText::fixed(kRulePublic), kRulePublic);
 }
 
 std::optional<Decision> EgressPolicy::check_resolution(const std::vector<IpAddress>& addresses,
@@ -292,9 +293,9 @@ Decision EgressPolicy::check_tunnel_start(const Target& target, const TunnelStar
         }
     }
     Decision d = [&] {
-        if (start.kind == TunnelStart::Kind::not_tls) return deny(reason::not_tls, "egress.tls_ports", "egress.tls_ports");
-        if (start.kind == TunnelStart::Kind::malformed_hello) return deny(reason::tls_malformed, "egress.sni", "egress.sni");
-        if (!start.server_name) return deny(reason::sni_missing, "egress.sni", "egress.sni");
+        if (start.kind == TunnelStart::Kind::not_tls) return deny(reason::not_tls, RuleText::fixed("egress.tls_ports"), "egress.tls_ports");
+        if (start.kind == TunnelStart::Kind::malformed_hello) return deny(reason::tls_malformed, RuleText::fixed("egress.sni"), "egress.sni");
+        if (!start.server_name) return deny(reason::sni_missing, RuleText::fixed("egress.sni"), "egress.sni");
         const auto sni = normalize_host(*start.server_name);
         const std::string rule = "sni=" + (sni ? *sni : std::string("<invalid>"));
         if (!sni) return deny(reason::sni_mismatch, rule, "egress.sni");

@@ -100,7 +100,8 @@ int run_explain(const ExplainRequest& request, std::ostream& out, std::ostream& 
     const policy::Cidr* allowed = config.clients.find(*ip);
     if (allowed == nullptr) {
         out << who << ": not in [clients] allow: deny\n";
-        return verdict(out, policy::Decision{policy::Verdict::deny, policy::reason::client_denied, "clients.allow",
+        return verdict(out, policy::Decision{policy::Verdict::deny, policy::reason::client_denied,
+                                             policy::RuleText::fixed("clients.allow"),
                                              "clients.allow", nullptr, {}, {}});
     }
     out << who << ": in [clients] allow " << allowed->to_string() << '\n';

@@ -279,7 +279,7 @@ awaitable<void> ClientSession::linger_then_close() {
 void ClientSession::record_decision(const policy::Decision& decision) {
     record_.decision = policy::to_string(decision.verdict);
     record_.reason = decision.reason;
-    record_.rule = decision.rule;
+    record_.rule = decision.rule.view();
     record_.policy_rule = decision.rule_name;
 }
 

@@ -181,7 +181,7 @@ TEST_CASE("full config: every key is read", "[config]") {
     CHECK(decide(*config, "x.blob.core.windows.net", 443).reason == policy::reason::host_not_allowed);
     const auto usgov = decide(*config, "vault1.blob.core.usgovcloudapi.net", 443);
     CHECK(usgov.verdict == policy::Verdict::allow);
-    CHECK(usgov.rule.starts_with("catalog:azure-backup-usgov "));
+    CHECK(usgov.rule.view().starts_with("catalog:azure-backup-usgov "));
     const auto exact = decide(*config, "Packages.Example.com", 443);
     CHECK(exact.verdict == policy::Verdict::allow);
     CHECK(exact.rule == "egress.hosts packages.example.com");

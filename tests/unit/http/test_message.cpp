@@ -176,7 +176,7 @@ TEST_CASE("a policy denial is a 403 with the decision's reason and rule", "[http
     egressgate::policy::Decision decision;
     decision.verdict = egressgate::policy::Verdict::deny;
     decision.reason = egressgate::policy::reason::host_not_allowed;
-    decision.rule = "egress.hosts";
+    decision.rule = egressgate::policy::RuleText::fixed("egress.hosts");
     const auto refusal = egressgate::http::Refusal::denied(decision);
     CHECK(refusal.status() == 403);
     CHECK(refusal.reason() == "host_not_allowed");
