@@ -262,7 +262,7 @@ Decision EgressPolicy::check_address(const IpAddress& address, const Decision& d
     return allow(reason::address_allowed, RuleText::fixed(kRulePublic), kRulePublic);
 }
 
-std::optional<Decision> EgressPolicy::check_resolution(const std::vector<IpAddress>& addresses,
+std::optional<Decision> EgressPolicy::check_resolution(std::span<const IpAddress> addresses,
                                                        const Decision& decision, Trace* trace) const {
     if (!decision.within) return std::nullopt;
     for (const auto& address : addresses) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,7 +101,7 @@ public:
     // With service tags required (decision.within), every address a name resolves to must lie in
     // them: the first that does not is the refusal of the whole name, before any is dialed. On
     // trial (report mode) that finding is Verdict::report instead, and the addresses are dialed.
-    std::optional<Decision> check_resolution(const std::vector<IpAddress>& addresses, const Decision& decision,
+    std::optional<Decision> check_resolution(std::span<const IpAddress> addresses, const Decision& decision,
                                              Trace* trace = nullptr) const;
 
     // Whether a tunnel to this port is inspected before its bytes reach the upstream.

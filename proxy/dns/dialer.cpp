@@ -42,7 +42,7 @@ policy::IpAddress from_asio(const asio::ip::address& address) {
 }
 
 std::optional<Resolution> Dialer::resolve_at_once(const config::Config& config, const policy::Target& target) {
-    if (target.literal) return Resolution{{*target.literal}, DnsOutcome::answered};
+    if (target.literal) return Resolution{std::span(&*target.literal, 1), DnsOutcome::answered};
     if (auto pinned = config.dns.static_hosts.find(target.host); pinned != config.dns.static_hosts.end()) {
         return Resolution{pinned->second, DnsOutcome::answered};
     }
@@ -61,7 +61,7 @@ namespace {
 // in report mode dialed and reported. False: refused (result says why). Not a coroutine, so that
 // the decisions it weighs never sit in the dial's frame.
 bool screen_resolution(const policy::EgressPolicy& policy, const policy::Decision& decision,
-                       const std::vector<policy::IpAddress>& addresses, ConnectResult& result) {
+                       std::span<const policy::IpAddress> addresses, ConnectResult& result) {
     auto finding = policy.check_resolution(addresses, decision);
     if (!finding) return true;
     if (finding->permits()) {
@@ -95,7 +95,7 @@ bool admit_address(const policy::EgressPolicy& policy, const policy::Decision& d
 }  // namespace
 
 awaitable<ConnectResult> Dialer::connect(const config::Config& config, const policy::Decision& decision,
-                                         const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
+                                         std::span<const policy::IpAddress> addresses, std::uint16_t port,
                                          tcp_socket& upstream) {
     const policy::EgressPolicy& policy = config.egress;
     ConnectResult result;

@@ -3,6 +3,7 @@
 // The session owns the deadlines of both steps and cancels them when they pass.
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,8 +15,11 @@
 
 namespace egressgate::proxy {
 
+// The addresses a name resolved to, seen where they are held: the target's IP literal, the
+// config's [dns.hosts] entry or the dialer's lookup (whose answer does not change once given).
+// Valid while those are, which is through the dial that asked: no copy per connection.
 struct Resolution {
-    std::vector<policy::IpAddress> addresses;  // empty unless outcome is answered
+    std::span<const policy::IpAddress> addresses;  // empty unless outcome is answered
     DnsOutcome outcome = DnsOutcome::abandoned;
 };
 
@@ -51,7 +55,7 @@ public:
     // With [proxy] source_addresses, each address is dialed from the sources of its family in
     // turn, the next source taking over when one has no port left toward it.
     awaitable<ConnectResult> connect(const config::Config& config, const policy::Decision& decision,
-                                     const std::vector<policy::IpAddress>& addresses, std::uint16_t port,
+                                     std::span<const policy::IpAddress> addresses, std::uint16_t port,
                                      tcp_socket& upstream);
 
     // The deadline passed or the client left: abandon the lookup; the session closes the

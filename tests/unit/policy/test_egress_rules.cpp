@@ -575,10 +575,10 @@ TEST_CASE("rules: in report mode an address outside the required service tags is
             }
         }
         DYNAMIC_SECTION(m.name << ": check_resolution reports the name, not refuses it") {
-            const auto finding = policy.check_resolution({ip("20.60.1.2"), ip("20.61.0.1")}, by_name);
+            const auto finding = policy.check_resolution(std::vector{ip("20.60.1.2"), ip("20.61.0.1")}, by_name);
             REQUIRE(finding);
             check_decision(*finding, outside);
-            CHECK_FALSE(policy.check_resolution({ip("20.60.1.2")}, by_name));
+            CHECK_FALSE(policy.check_resolution(std::vector{ip("20.60.1.2")}, by_name));
         }
     }
     SECTION("a rule in enforce mode under [egress] mode = report still refuses") {
@@ -594,7 +594,7 @@ TEST_CASE("rules: in report mode an address outside the required service tags is
         CHECK_FALSE(by_name.on_trial);
         check_decision(policy.check_address(ip("20.61.0.1"), by_name),
                        {Verdict::deny, reason::address_outside_service_tags, "storage", "rule:storage"});
-        const auto finding = policy.check_resolution({ip("20.61.0.1")}, by_name);
+        const auto finding = policy.check_resolution(std::vector{ip("20.61.0.1")}, by_name);
         REQUIRE(finding);
         CHECK(finding->verdict == Verdict::deny);
     }
