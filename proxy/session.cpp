@@ -106,20 +106,26 @@ awaitable<void> ClientSession::serve_forward() {
 }
 
 // Parses the next request head from what the client already sent (pipelined_) and what it
-// sends next. On success pipelined_ holds the bytes behind the head. The parser promises
-// progress: each step consumed bytes, moved to the next message, or asks for a read.
+// sends next. On success pipelined_ holds the bytes behind the head. A read is parsed where it
+// landed, in the head chunk: only what the parser leaves of it is copied into pipelined_ (a
+// head that arrives whole, the usual case, leaves nothing). The parser promises progress: each
+// step consumed bytes, moved to the next message, or asks for a read.
 awaitable<bool> ClientSession::read_request_head() {
+    std::string_view unparsed = pipelined_;
+    bool in_chunk = false;  // unparsed lies in the head chunk, not in pipelined_
     for (;;) {
-        const auto status = parser_->feed(pipelined_);
-        pipelined_.erase(0, parser_->consumed());
+        const auto status = parser_->feed(unparsed);
+        unparsed.remove_prefix(parser_->consumed());
         switch (status) {
-        case http::MessageParser::Status::head_complete: co_return true;
+        case http::MessageParser::Status::head_complete: keep_pipelined(unparsed, in_chunk); co_return true;
         case http::MessageParser::Status::message_complete: continue;  // the previous request's end
         case http::MessageParser::Status::error:
+            keep_pipelined(unparsed, in_chunk);
             co_await reject(http::Refusal(parser_->failure(), parser_->error_detail()));
             co_return false;
         case http::MessageParser::Status::need_more: break;
         }
+        keep_pipelined(unparsed, in_chunk);  // before the chunk is read into again
         // Asio reads at once and waits only if nothing is there, with no readiness wait to arm.
         if (!head_chunk_) head_chunk_ = worker_.head_buffers.take();
         error_code ec;
@@ -129,8 +135,16 @@ awaitable<bool> ClientSession::read_request_head() {
             end_with(is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset);
             co_return false;
         }
-        pipelined_.append(head_chunk_.get(), n);
+        in_chunk = pipelined_.empty();
+        if (!in_chunk) pipelined_.append(head_chunk_.get(), n);
+        unparsed = in_chunk ? std::string_view(head_chunk_.get(), n) : std::string_view(pipelined_);
     }
+}
+
+// pipelined_ becomes `rest`: bytes of the head chunk, or pipelined_'s own tail.
+void ClientSession::keep_pipelined(std::string_view rest, bool in_chunk) {
+    if (in_chunk) pipelined_.assign(rest);
+    else pipelined_.erase(0, pipelined_.size() - rest.size());
 }
 
 policy::Client ClientSession::client_identity() const {

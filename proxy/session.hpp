@@ -122,6 +122,7 @@ public:
 
 private:
     awaitable<void> run(std::shared_ptr<ClientSession> self);
+    void keep_pipelined(std::string_view rest, bool in_chunk);
     awaitable<void> dispatch(const http::MessageHead& head);
     // One per path, so that a tunnel does not hold a ForwardSession too. serve_tunnel is no
     // coroutine itself: it hands back the session-owned tunnel's run().
