@@ -211,7 +211,7 @@ TEST_CASE("every byte is escaped wherever it lies in a field", "[audit]") {
         text += kHex[c & 0xf];
         return text;
     };
-    for (const std::size_t length : {8u, 9u, 15u, 16u, 17u}) {
+    for (const std::size_t length : {1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 15u, 16u, 17u, 24u}) {
         for (std::size_t at = 0; at < length; ++at) {
             for (int c = 0; c < 256; ++c) {
                 std::string vm(length, 'a');
@@ -231,7 +231,7 @@ TEST_CASE("every byte is escaped wherever it lies in a field", "[audit]") {
 
 // The same for a field the client controls: its bytes go through escape_client_bytes first.
 TEST_CASE("every byte of client text is escaped wherever it lies", "[audit]") {
-    for (const std::size_t length : {8u, 9u, 15u, 16u, 17u}) {
+    for (const std::size_t length : {1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 15u, 16u, 17u, 24u}) {
         for (std::size_t at = 0; at < length; ++at) {
             for (int c = 0; c < 256; ++c) {
                 std::string host(length, 'a');
