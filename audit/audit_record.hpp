@@ -30,6 +30,8 @@ enum class CloseReason : std::uint8_t {
     internal_error,        // a bug: logged with the connection id
 };
 
+inline constexpr std::size_t kCloseReasonCount = static_cast<std::size_t>(CloseReason::internal_error) + 1;
+
 std::string_view to_string(CloseReason reason);  // "" for open
 
 // A record is the final line of its connection, or a progress line of a long tunnel that says

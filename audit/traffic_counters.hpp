@@ -95,7 +95,7 @@ public:
     using PairCounts = std::map<std::pair<std::string, std::string>, std::uint64_t, TextPairLess>;
     using Counts = std::map<std::string, std::uint64_t, std::less<>>;
     const PairCounts& by_outcome() const { return by_outcome_; }
-    const Counts& by_close_reason() const { return by_close_reason_; }
+    std::uint64_t closed(CloseReason reason) const { return by_close_reason_[static_cast<std::size_t>(reason)]; }
     const PairCounts& by_rule() const { return by_rule_; }
     std::uint64_t clients_denied() const { return clients_denied_; }
     std::uint64_t limit_refusals(Limit limit) const { return limit_refusals_[static_cast<std::size_t>(limit)]; }
@@ -103,7 +103,7 @@ public:
 private:
     std::map<std::string, VmTotals> by_vm_;
     PairCounts by_outcome_;
-    Counts by_close_reason_;
+    std::array<std::uint64_t, kCloseReasonCount> by_close_reason_ = {};
     // (rule that decided, decision) -> count: rules are the config's, a bounded set.
     PairCounts by_rule_;
     std::uint64_t clients_denied_ = 0;  // connections from outside [clients] allow, all addresses

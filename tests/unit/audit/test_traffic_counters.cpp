@@ -37,8 +37,9 @@ TEST_CASE("counters add up per VM and per outcome, across workers", "[audit][met
     CHECK(vm.bytes_down == 2007);
     CHECK(worker1.by_outcome().at({"allow", "host_allowed"}) == 2);
     CHECK(worker1.by_outcome().at({"deny", "client_denied"}) == 1);
-    CHECK(worker1.by_close_reason().at("rejected") == 1);
-    CHECK(worker1.by_close_reason().at("client_denied") == 1);
+    CHECK(worker1.closed(egressgate::audit::CloseReason::rejected) == 1);
+    CHECK(worker1.closed(egressgate::audit::CloseReason::client_denied) == 1);
+    CHECK(worker1.closed(egressgate::audit::CloseReason::completed) == 2);  // one from each worker
     CHECK(worker1.clients_denied() == 1);
     CHECK(worker1.by_vm().count("10.0.1.9") == 0);  // outsiders get no series of their own
 
@@ -48,6 +49,9 @@ TEST_CASE("counters add up per VM and per outcome, across workers", "[audit][met
     CHECK(text.find("egressgate_vm_bytes_total{vm=\"web-01\",direction=\"down\"} 2007\n") != std::string::npos);
     CHECK(text.find("egressgate_vm_denied_total{vm=\"web-01\"} 1\n") != std::string::npos);
     CHECK(text.find("egressgate_clients_denied_total 1\n") != std::string::npos);
+    CHECK(text.find("egressgate_closed_total{close_reason=\"completed\"} 2\n") != std::string::npos);
+    CHECK(text.find("egressgate_closed_total{close_reason=\"rejected\"} 1\n") != std::string::npos);
+    CHECK(text.find("close_reason=\"idle_timeout\"") == std::string::npos);  // only the reasons seen
     CHECK(text.find("10.0.1.9") == std::string::npos);
     CHECK(text.find("# TYPE egressgate_vm_bytes_total counter\n") != std::string::npos);
 }
