@@ -74,6 +74,25 @@ public:
         }
     }
 
+    // Reads what a plain TCP client already sent, without waiting: 0 when nothing is there yet
+    // (or the client is TLS, whose records OpenSSL reads), asio::error::eof when it closed.
+    std::size_t receive_now(char* buffer, std::size_t size, error_code& ec) {
+        if (is_tls()) return 0;
+        for (;;) {
+            const ssize_t n = ::recv(socket().native_handle(), buffer, size, MSG_DONTWAIT);
+            if (n > 0) return static_cast<std::size_t>(n);
+            if (n == 0) {
+                ec = asio::error::eof;
+                return 0;
+            }
+            if (errno == EAGAIN) return 0;
+            if (errno != EINTR) {
+                ec = error_code(errno, boost::system::system_category());
+                return 0;
+            }
+        }
+    }
+
     // TLS has no half close that keeps reading (close_notify needs its own exchange): the FIN
     // alone tells the client that the upstream has finished.
     void shutdown_send() { proxy::shutdown_send(socket()); }

@@ -69,7 +69,7 @@ awaitable<void> ClientSession::run([[maybe_unused]] std::shared_ptr<ClientSessio
         co_return;
     }
     phase_ = Phase::reading_head;
-    const bool have_head = co_await read_request_head();
+    const bool have_head = co_await read_request_head(HeadArrival::likely_in);
     if (have_head) co_await dispatch(parser_->head());
     if (!relay_hold_) finish();  // a relay that runs on finishes the session itself
 }
@@ -110,7 +110,7 @@ awaitable<void> ClientSession::serve_forward() {
 // landed, in the head chunk: only what the parser leaves of it is copied into pipelined_ (a
 // head that arrives whole, the usual case, leaves nothing). The parser promises progress: each
 // step consumed bytes, moved to the next message, or asks for a read.
-awaitable<bool> ClientSession::read_request_head() {
+awaitable<bool> ClientSession::read_request_head(HeadArrival arrival) {
     std::string_view unparsed = pipelined_;
     bool in_chunk = false;  // unparsed lies in the head chunk, not in pipelined_
     for (;;) {
@@ -126,11 +126,17 @@ awaitable<bool> ClientSession::read_request_head() {
         case http::MessageParser::Status::need_more: break;
         }
         keep_pipelined(unparsed, in_chunk);  // before the chunk is read into again
-        // Asio reads at once and waits only if nothing is there, with no readiness wait to arm.
         if (!head_chunk_) head_chunk_ = worker_.head_buffers.take();
         error_code ec;
-        const std::size_t n =
-            co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
+        // A head likely in is read at once: Asio's read would find it too, but would queue its
+        // completion behind a poll of all the worker's descriptors. Asio reads at once as well
+        // and waits only if nothing is there, with no readiness wait to arm.
+        std::size_t n = 0;
+        if (arrival == HeadArrival::likely_in) n = client_.receive_now(head_chunk_.get(), kHeadReadChunk, ec);
+        arrival = HeadArrival::awaited;  // what the client sends next comes as it comes
+        if (n == 0 && !ec) {
+            n = co_await client_.async_read_some(asio::buffer(head_chunk_.get(), kHeadReadChunk), with_error(ec));
+        }
         if (n == 0) {
             end_with(is_end_of_stream(ec) ? CloseReason::client_closed : CloseReason::client_reset);
             co_return false;

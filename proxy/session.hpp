@@ -83,8 +83,11 @@ public:
     bool timed_out() const { return timed_out_; }
 
     // The next request head into parser(); false when there is none (the client left, or was
-    // refused: the record says which).
-    awaitable<bool> read_request_head();
+    // refused: the record says which). A connection's first head is usually in by the time its
+    // session runs (the client sends it right behind the handshake); a keep-alive client's next
+    // one comes after our response.
+    enum class HeadArrival { likely_in, awaited };
+    awaitable<bool> read_request_head(HeadArrival arrival = HeadArrival::awaited);
     // Resolves, checks each address and connects, while watching the client: a client that
     // leaves cancels the dial. False: refused, failed or abandoned (already answered and recorded).
     awaitable<bool> dial(const policy::Target& target, const policy::Decision& decision);
