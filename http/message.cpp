@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -25,11 +26,11 @@ struct MessageParser::Impl {
         bool in_value = false;
         bool too_many_headers = false;
         // Obsolete line folding shows up as a second value chunk that does not continue the first:
-        // llhttp skipped the CRLF and the indentation between them.
+        // llhttp skipped the CRLF and the indentation between them. Positions are offsets in the
+        // stream, not addresses: a session reads every chunk into the same buffer.
         const char* feed_begin = nullptr;
-        const char* feed_end = nullptr;
-        const char* value_end = nullptr;
-        bool value_crossed_feed = false;
+        std::uint64_t feed_offset = 0;  // where feed_begin lies in the stream
+        std::uint64_t value_end = 0;
         // What our own checks refused, when llhttp let it through.
         std::optional<Failure> violation;
     } state;
@@ -138,16 +139,13 @@ int on_header_field_complete(llhttp_t* p) {
 int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
     auto& impl = impl_of(p);
     if (!impl.state.in_head) return 0;
-    if (impl.state.in_value) {
-        const bool contiguous = at == impl.state.value_end || (impl.state.value_crossed_feed && at == impl.state.feed_begin);
-        if (!contiguous) return refuse(impl, Failure::obsolete_line_folding);
-    }
+    const std::uint64_t offset = impl.state.feed_offset + static_cast<std::uint64_t>(at - impl.state.feed_begin);
+    if (impl.state.in_value && offset != impl.state.value_end) return refuse(impl, Failure::obsolete_line_folding);
     for (std::size_t i = 0; i < len; ++i) {
         if (!is_value_char(static_cast<unsigned char>(at[i]))) return refuse(impl, Failure::invalid_header_value);
     }
     impl.state.in_value = true;
-    impl.state.value_end = at + len;
-    impl.state.value_crossed_feed = false;
+    impl.state.value_end = offset + len;
     impl.head->headers.back().second.append(at, len);
     return 0;
 }
@@ -349,12 +347,11 @@ MessageParser::Status MessageParser::feed(std::string_view bytes) {
     case Stage::awaiting_head:
     case Stage::in_body: break;
     }
-    impl_->state.value_crossed_feed = impl_->state.in_value && impl_->state.value_end == impl_->state.feed_end;
     impl_->state.feed_begin = bytes.data();
-    impl_->state.feed_end = bytes.data() + bytes.size();
     const llhttp_errno_t rc = llhttp_execute(&impl_->parser, bytes.data(), bytes.size());
     const char* stop = rc == HPE_OK ? bytes.data() + bytes.size() : llhttp_get_error_pos(&impl_->parser);
     consumed_ = static_cast<std::size_t>(stop - bytes.data());
+    impl_->state.feed_offset += consumed_;  // the caller feeds what was not consumed again
     const bool head_ended = std::exchange(impl_->state.head_completed, false);
     const bool message_ended = std::exchange(impl_->state.message_completed, false);
     if (stage_ == Stage::awaiting_head) {

@@ -88,6 +88,41 @@ TEST_CASE("line folding is refused wherever the reads split it", "[http]") {
     }
 }
 
+// The proxy reads every chunk of a head into the same buffer: pieces fed from one address must
+// not be taken for one another's continuation. Every split of a head into three reads.
+namespace {
+Status feed_in_three_reads_at_one_address(MessageParser& parser, std::string_view head, std::size_t i, std::size_t j) {
+    std::string buffer(head.size(), '\0');  // one read buffer, as a session's head chunk
+    Status status = Status::need_more;
+    for (const auto piece : {head.substr(0, i), head.substr(i, j - i), head.substr(j)}) {
+        if (status != Status::need_more) break;
+        piece.copy(buffer.data(), piece.size());
+        status = parser.feed(std::string_view(buffer.data(), piece.size()));
+    }
+    return status;
+}
+}  // namespace
+
+TEST_CASE("line folding is refused when every read lands in the same buffer", "[http]") {
+    const std::string folded = "CONNECT a.b:443 HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
+    const std::string plain = "CONNECT a.b:443 HTTP/1.1\r\nX: a b\r\n\r\n";
+    for (std::size_t i = 1; i < folded.size(); ++i) {
+        for (std::size_t j = i + 1; j < folded.size(); ++j) {
+            INFO("reads split at " << i << " and " << j);
+            MessageParser parser;
+            CHECK(feed_in_three_reads_at_one_address(parser, folded, i, j) == Status::error);
+        }
+    }
+    for (std::size_t i = 1; i < plain.size(); ++i) {
+        for (std::size_t j = i + 1; j < plain.size(); ++j) {
+            INFO("reads split at " << i << " and " << j);
+            MessageParser parser;
+            REQUIRE(feed_in_three_reads_at_one_address(parser, plain, i, j) == Status::head_complete);
+            CHECK(parser.head().header("x") == std::string_view("a b"));
+        }
+    }
+}
+
 TEST_CASE("malformed heads are refused", "[http]") {
     struct Case {
         const char* name;
