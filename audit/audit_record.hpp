@@ -27,7 +27,7 @@ enum class CloseReason : std::uint8_t {
     shutdown,              // the proxy stopped
     tls_handshake_failed,  // TLS listener only
     resource_exhausted,    // descriptors or memory ran out mid-connection: both sides aborted
-    internal_error,        // a bug: logged with the connection id
+    internal_error,        // a bug: logged with the connection id; stays last (kCloseReasonCount)
 };
 
 inline constexpr std::size_t kCloseReasonCount = static_cast<std::size_t>(CloseReason::internal_error) + 1;

@@ -5,6 +5,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace egressgate::policy {
 
@@ -42,8 +43,9 @@ class PrefixSet;
 
 // The rule that decided, as audit lines and refusals name it. Most such texts are fixed or the
 // policy's own, made when it was built: a decision then holds a view of them (valid while that
-// policy is, as a session's config is) and costs no allocation. The few made per request (SNI
-// checks, an [[egress.rule]] with what it matched) are held here.
+// policy is, as a session's config is) and costs no allocation. Those made per request (SNI
+// checks, a deny_hosts or service tag match, an [[egress.rule]] with what it matched) are held
+// here.
 class RuleText {
 public:
     RuleText() = default;
@@ -54,6 +56,10 @@ public:
         rule.fixed_ = text;
         return rule;
     }
+    // Not a temporary string: its text would not outlive the call.
+    template <typename T>
+        requires std::is_same_v<T, std::string>
+    static RuleText fixed(T&&) = delete;
 
     std::string_view view() const { return owned_.empty() ? fixed_ : std::string_view(owned_); }
     bool empty() const { return view().empty(); }

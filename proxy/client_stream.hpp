@@ -75,7 +75,8 @@ public:
     }
 
     // Reads what a plain TCP client already sent, without waiting: 0 when nothing is there yet
-    // (or the client is TLS, whose records OpenSSL reads), asio::error::eof when it closed.
+    // (or the client is TLS, whose records OpenSSL reads); 0 and asio::error::eof when it
+    // closed, 0 and the system's error (a reset, say) when the read failed.
     std::size_t receive_now(char* buffer, std::size_t size, error_code& ec) {
         if (is_tls()) return 0;
         for (;;) {

@@ -191,9 +191,9 @@ std::string Server::next_connection_id() {
 // up to kAcceptBatch connections at a time before the loop lets the worker's other work run.
 awaitable<void> Server::accept_loop(Worker& worker, Listener& listener) {
     int accepted_in_a_row = 0;
-    // One socket object for the loop: each accepted connection is moved out of it, which leaves
-    // it as newly constructed (Asio says so), and constructing one looks its service up under
-    // the io_context's lock.
+    // One socket object for the loop: each accepted connection is moved out of it (accept_client
+    // takes it by value), which leaves it as newly constructed (Asio says so), and constructing
+    // one looks its service up under the io_context's lock.
     tcp_socket client(worker.io);
     while (listener.acceptor.is_open()) {
         tcp::endpoint peer;  // filled by accept itself: no getpeername per connection

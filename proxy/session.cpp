@@ -120,7 +120,7 @@ awaitable<bool> ClientSession::read_request_head(HeadArrival arrival) {
         case http::MessageParser::Status::head_complete: keep_pipelined(unparsed, in_chunk); co_return true;
         case http::MessageParser::Status::message_complete: continue;  // the previous request's end
         case http::MessageParser::Status::error:
-            keep_pipelined(unparsed, in_chunk);
+            pipelined_.clear();  // nothing reads on after a refusal
             co_await reject(http::Refusal(parser_->failure(), parser_->error_detail()));
             co_return false;
         case http::MessageParser::Status::need_more: break;
@@ -129,8 +129,8 @@ awaitable<bool> ClientSession::read_request_head(HeadArrival arrival) {
         if (!head_chunk_) head_chunk_ = worker_.head_buffers.take();
         error_code ec;
         // A head likely in is read at once: Asio's read would find it too, but would queue its
-        // completion behind a poll of all the worker's descriptors. Asio reads at once as well
-        // and waits only if nothing is there, with no readiness wait to arm.
+        // completion behind a poll of all the worker's descriptors. Otherwise Asio's read: it too
+        // reads at once, and waits only if nothing is there, with no readiness wait to arm.
         std::size_t n = 0;
         if (arrival == HeadArrival::likely_in) n = client_.receive_now(head_chunk_.get(), kHeadReadChunk, ec);
         arrival = HeadArrival::awaited;  // what the client sends next comes as it comes
