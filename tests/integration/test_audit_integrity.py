@@ -308,7 +308,11 @@ class ReusedClientPortTest(PerTestProxyCase):
     def assert_reused_port_matched_to_new_connection(self, first_line_written: bool) -> None:
         workdir = self.fresh_workdir("egressgate-audit-reuse-")
         proxy = self.start_test_proxy(base_config(workdir, ports=[443, self.echo.port]), workdir)
-        with tcp_connect(proxy.port) as first:  # a denial nobody claims, as in a test's setup
+        # A denial nobody claims, as in a test's setup. Its port is chosen by bind(), not by
+        # connect(): connect() may hand out a port that another connection (one of an earlier
+        # test's upstream legs in TIME_WAIT) still holds toward another address, and binding it
+        # again below would then fail with EADDRINUSE.
+        with tcp_connect(proxy.port, source="127.0.0.1") as first:
             client_port = first.getsockname()[1]
             time.sleep(FIRST_CONNECTION_S)
             first.sendall(connect_request(f"{STORAGE_NAME}:444"))
